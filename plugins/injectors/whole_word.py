@@ -1,0 +1,265 @@
+"""The ``whole-word`` injector: every lexicon word becomes one new id wherever it stands as a
+whole word, and nowhere else.
+
+How it works (measured with tokenizers 0.23 / transformers 5). Added tokens are matched before
+pre-tokenisation, leftmost-longest, and ``single_word`` rejects a match when the character
+before or after it is a word character (regex ``\\w``). Each word gets two added tokens:
+
+* a *space form* ``" word"`` that absorbs the single space in front of the word, so no space is
+  left over as a token of its own and decoding restores it;
+* a *bare form* ``"word"`` for a word at the start of the text, after a newline or tab, after
+  punctuation or a quote.
+
+Both are ``single_word`` and ``normalized``. Two facts of the library would still break that,
+and a marker character fixes both: U+FDD0, a Unicode noncharacter that never occurs in real
+text. The injected tokenizer's normalizer (run before added tokens are matched) inserts it
+
+* between any non-space character and a following space, so the space form's left-hand
+  ``single_word`` check sees the marker instead of the previous word's last letter (without it
+  ``" word"`` would never match after a word);
+* for byte-level tokenizers also after every letter or digit that ends a word, so the bare
+  form's matched text carries the marker. The byte-level decoder passes a token with a
+  character outside its byte alphabet through as UTF-8; without the marker "générations"
+  decodes as "g\\ufffdn\\ufffdrations".
+
+("Space" is the normalised space: Gemma's normalizer turns it into ``▁`` first.) The
+pre-tokenizer removes the markers again before the base model sees the text (it splits there,
+which is where the base pre-tokenizers split anyway; SentencePiece-style vocabularies have no
+pieces across a space), and the decoder strips them, so text without lexicon words encodes
+exactly as before; each injection checks that on a probe paragraph and checks every form in a
+context that selects it. Contents end in the marker too, so a form never collides with a base
+vocabulary string ("hore" in a byte-level vocabulary).
+
+Limits, all visible in the injection report: a longest match that is not a whole word hides a
+shorter one that is ("earwicker'sx" hides "earwicker"); a tab or a second space before a word
+stays a token of its own, as in the base tokenizer; U+FDD0 in the input text is dropped; a
+Llama tokenizer drops a text's leading space on decode, as the base one does.
+
+Transformers 5 rebuilds the normaliser, pre-tokenizer and decoder of Llama, GPT-2 and other
+named tokenizer classes from its own defaults when it loads them, which would silently drop
+this pipeline; the injected tokenizer is therefore saved and reloaded as the generic
+``PreTrainedTokenizerFast``, which loads ``tokenizer.json`` as written. The returned tokenizer
+is that reloaded one, so what a run saves behaves exactly as what it trained with.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import Field
+
+from wake2vec import hookimpl
+from wake2vec.api import Injection, Injector, Params
+from wake2vec.errors import TrainingError, UserInputError
+from wake2vec.lexicon import entry_problem
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerBase
+
+MARKER = "\ufdd0"
+SPACE_FORM, BARE_FORM = "space", "bare"
+
+# Ordinary English the injected tokenizer must encode exactly as the base one (checked each time).
+_BASE_PROBE = (
+    "The river ran past the church, and the shore -- two spaces  here -- came back.\n"
+    "\"Quoted,\" she said; (parenthesised) words: don't, isn't, o'clock, x_y_z, 3.14 and 1,000!\n"
+    "\tTabbed line with trailing space \nNaïve café, señor, déjà vu.  End"
+)
+
+
+@dataclass
+class WholeWordInjection(Injection):
+    """An Injection that also records which form each new id is (parallel to ``ids``)."""
+
+    forms: list[str] = field(default_factory=list)  # "space" (absorbs one space) | "bare"
+    pipeline: dict[str, Any] = field(default_factory=dict)  # what was changed in the tokenizer
+    base_tokenizer: Any = None  # the tokenizer before injection (initialisers read pieces from it)
+
+
+class WholeWord(Injector):
+    """Each lexicon word becomes one new id as a whole word (start, after space, newline or punctuation)."""
+
+    name: ClassVar[str] = "whole-word"
+
+    class Params(Params):
+        min_length: int = Field(1, ge=1, description="words shorter than this are rejected")
+        skip_single_token: bool = Field(
+            True,
+            description="skip words the base tokenizer already encodes as one token in running text",
+        )
+
+    def inject(self, tokenizer: PreTrainedTokenizerBase, words: list[str]) -> WholeWordInjection:
+        from tokenizers import AddedToken, Tokenizer
+
+        backend = _backend(tokenizer)
+        base_size = len(tokenizer)
+        rejected: list[tuple[str, str]] = []
+        candidates: list[str] = []
+        seen: set[str] = set()
+        for word in words:
+            problem = entry_problem(word) if word else "empty"
+            if problem is None and len(word) < self.params.min_length:
+                problem = f"shorter than min_length {self.params.min_length}"
+            if problem is None and word in seen:
+                problem = "duplicate"
+            if problem is not None:
+                rejected.append((word, problem))
+                continue
+            seen.add(word)
+            candidates.append(word)
+
+        skipped: list[tuple[str, str]] = []
+        if self.params.skip_single_token and candidates:
+            encodings = backend.encode_batch(
+                [" " + w for w in candidates], add_special_tokens=False
+            )
+            kept = []
+            for word, enc in zip(candidates, encodings, strict=True):
+                if len(enc.ids) == 1:
+                    skipped.append(
+                        (
+                            word,
+                            f"already one token in running text (id {enc.ids[0]} {enc.tokens[0]!r})",
+                        )
+                    )
+                else:
+                    kept.append(word)
+            candidates = kept
+
+        new = Tokenizer.from_str(backend.to_str())
+        pipeline = install_marker_pipeline(new)
+        _check_pipeline(backend, new)
+        contents: list[tuple[str, str, str]] = []  # (word, form, content)
+        for word in candidates:
+            forms = ((SPACE_FORM, " " + word + MARKER), (BARE_FORM, word + MARKER))
+            if any(new.token_to_id(content) is not None for _, content in forms):
+                skipped.append((word, "already injected in this tokenizer"))
+                continue
+            contents.extend((word, form, content) for form, content in forms)
+        new.add_tokens(
+            [
+                AddedToken(c, single_word=True, normalized=True, special=False)
+                for _, _, c in contents
+            ]
+        )
+        rows = sorted((new.token_to_id(c), w, f) for w, f, c in contents)
+        _check_forms(new, rows)
+
+        wrapped = _wrap(tokenizer, new)
+        return WholeWordInjection(
+            tokenizer=wrapped,
+            words=[w for _, w, _ in rows],
+            ids=[i for i, _, _ in rows],
+            skipped=skipped,
+            rejected=rejected,
+            base_vocab_size=base_size,
+            forms=[f for _, _, f in rows],
+            pipeline=pipeline,
+            base_tokenizer=tokenizer,
+        )
+
+
+def _backend(tokenizer: PreTrainedTokenizerBase) -> Tokenizer:
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        raise UserInputError(
+            f"the whole-word injector needs a fast (tokenizers-backed) tokenizer; "
+            f"{type(tokenizer).__name__} has no backend_tokenizer"
+        )
+    return backend
+
+
+def install_marker_pipeline(tok: Tokenizer) -> dict[str, Any]:
+    """Add the marker steps to ``tok``'s normalizer, pre-tokenizer and decoder (once)."""
+    from tokenizers import Regex, decoders, normalizers, pre_tokenizers
+
+    state = json.loads(tok.to_str())
+    if MARKER in json.dumps(state.get("normalizer"), ensure_ascii=False):
+        return {"marker": "U+FDD0", "already_installed": True}
+    space = tok.normalizer.normalize_str(" ") if tok.normalizer is not None else " "
+    if len(space) != 1:
+        raise UserInputError(
+            f"the whole-word injector cannot handle this tokenizer: its normalizer turns a space into "
+            f"{space!r} (expected one character)"
+        )
+    byte_level = '"ByteLevel"' in json.dumps(state.get("decoder"))
+    s = re.escape(space)
+    pattern = rf"(?<=[^\s{s}])(?={s})"
+    if byte_level:
+        pattern += r"|(?<=[\p{L}\p{N}])(?!\w)"
+    steps = [tok.normalizer] if tok.normalizer is not None else []
+    steps += [normalizers.Replace(MARKER, ""), normalizers.Replace(Regex(pattern), MARKER)]
+    tok.normalizer = normalizers.Sequence(steps)
+    split = pre_tokenizers.Split(MARKER, "removed")
+    tok.pre_tokenizer = (
+        split if tok.pre_tokenizer is None else pre_tokenizers.Sequence([split, tok.pre_tokenizer])
+    )
+    strip = decoders.Replace(MARKER, "")
+    tok.decoder = strip if tok.decoder is None else decoders.Sequence([tok.decoder, strip])
+    return {"marker": "U+FDD0", "space": space, "byte_level": byte_level, "pattern": pattern}
+
+
+def _check_pipeline(base: Tokenizer, new: Tokenizer) -> None:
+    """With the marker steps installed (and no word added yet) ordinary text must encode and
+    decode exactly as with the base tokenizer."""
+    lines = _BASE_PROBE.splitlines(keepends=True) + [_BASE_PROBE]
+    before = base.encode_batch(lines, add_special_tokens=False)
+    after = new.encode_batch(lines, add_special_tokens=False)
+    if [e.ids for e in before] != [e.ids for e in after] or base.decode_batch(
+        [e.ids for e in before]
+    ) != new.decode_batch([e.ids for e in after]):
+        raise TrainingError(
+            "whole-word injection would change how this tokenizer encodes ordinary text; its "
+            "normalizer/pre-tokenizer combination is not supported"
+        )
+
+
+def _check_forms(new: Tokenizer, rows: list[tuple[int, str, str]]) -> None:
+    """Every form must encode to its own id in a context that selects it, and decode exactly."""
+    if not rows:
+        return
+    texts = [(w if f == BARE_FORM else "a " + w) + "." for _, w, f in rows]
+    encodings = new.encode_batch(texts, add_special_tokens=False)
+    decoded = new.decode_batch([enc.ids for enc in encodings])
+    failures = [
+        word
+        for (new_id, word, _), text, enc, back in zip(rows, texts, encodings, decoded, strict=True)
+        if enc.ids.count(new_id) != 1 or back != text
+    ]
+    if failures:
+        raise TrainingError(
+            f"whole-word injection: {len(failures)} forms do not encode as one token or do not "
+            f"decode back (first: {failures[:5]}); this tokenizer's pipeline is not supported"
+        )
+
+
+def _wrap(base: PreTrainedTokenizerBase, backend: Tokenizer) -> PreTrainedTokenizerBase:
+    """The base tokenizer's settings around ``backend``, saved and reloaded as the generic class."""
+    from transformers import PreTrainedTokenizerFast
+
+    with tempfile.TemporaryDirectory(prefix="wake2vec-tok-") as tmp:
+        base.save_pretrained(tmp)
+        Path(tmp, "tokenizer.json").write_text(backend.to_str(), encoding="utf-8")
+        config_path = Path(tmp, "tokenizer_config.json")
+        config = (
+            json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
+        )
+        config["tokenizer_class"] = "PreTrainedTokenizerFast"
+        config.pop("added_tokens_decoder", None)
+        for stale in ("vocab_file", "merges_file", "tokenizer_file"):
+            config.pop(stale, None)
+        config_path.write_text(json.dumps(config, ensure_ascii=False, indent=2), encoding="utf-8")
+        for name in ("vocab.json", "merges.txt", "tokenizer.model", "added_tokens.json"):
+            Path(tmp, name).unlink(missing_ok=True)
+        return PreTrainedTokenizerFast.from_pretrained(tmp)
+
+
+@hookimpl
+def wake2vec_register_injectors() -> list[type]:
+    return [WholeWord]

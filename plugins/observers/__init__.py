@@ -1,0 +1,1 @@
+"""Built-in wake2vec plugins: observers."""

@@ -1,0 +1,96 @@
+"""Shared fixtures: a CLI runner, fresh plugin state per test, fake installed distributions."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+REPO = Path(__file__).resolve().parent.parent
+RECIPES = REPO / "recipes"
+DATA = REPO / "data"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_plugins(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Each test sees plugins loaded anew, so installed fakes never leak between tests."""
+    from wake2vec import plugins
+
+    monkeypatch.delenv("WAKE2VEC_DISABLE_PLUGINS", raising=False)
+    monkeypatch.delenv("WAKE2VEC_DEBUG", raising=False)
+    plugins.reset()
+    yield
+    plugins.reset()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Keep built demo models out of the user's home; share them within the test session."""
+    import os
+
+    cache = tmp_path_factory.mktemp("wake2vec-cache")
+    old = os.environ.get("WAKE2VEC_CACHE")
+    os.environ["WAKE2VEC_CACHE"] = str(cache)
+    yield
+    if old is None:
+        os.environ.pop("WAKE2VEC_CACHE", None)
+    else:
+        os.environ["WAKE2VEC_CACHE"] = old
+
+
+@pytest.fixture
+def cli():
+    """Invoke the wake2vec CLI in-process; returns the click Result."""
+    from wake2vec.cli import cli as group
+
+    runner = CliRunner()
+
+    def invoke(*args: str, **kwargs):
+        return runner.invoke(group, list(args), catch_exceptions=False, **kwargs)
+
+    return invoke
+
+
+class FakeDistributions:
+    """Installs fake distributions (a dist-info folder plus modules) on sys.path."""
+
+    def __init__(self, root: Path, monkeypatch: pytest.MonkeyPatch):
+        self.root = root
+        monkeypatch.syspath_prepend(str(root))
+        self._modules: list[str] = []
+
+    def add(self, dist: str, version: str, entry_points: dict[str, str],
+            modules: dict[str, str] | None = None) -> Path:
+        info = self.root / f"{dist.replace('-', '_')}-{version}.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+        lines = ["[wake2vec]"] + [f"{name} = {target}" for name, target in entry_points.items()]
+        (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
+        for module, source in (modules or {}).items():
+            path = self.root / (module.replace(".", "/") + ".py")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(textwrap.dedent(source))
+            self._modules.append(module)
+        return info
+
+    def cleanup(self) -> None:
+        for module in self._modules:
+            sys.modules.pop(module, None)
+
+
+@pytest.fixture
+def fake_dists(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeDistributions]:
+    fakes = FakeDistributions(tmp_path / "site", monkeypatch)
+    yield fakes
+    fakes.cleanup()
+
+
+def write_recipe(path: Path, text: str) -> Path:
+    """Write a recipe whose relative data paths point at the bundled demo data."""
+    text = textwrap.dedent(text).replace("@DATA@", str(DATA))
+    path.write_text(text, encoding="utf-8")
+    return path

@@ -1,0 +1,109 @@
+"""Tiny local stand-ins for each studied architecture (random weights, tokenizers trained in the
+test), with the quirks of the real models: padding rows past the tokenizer (Qwen2, Phi-3) and
+the real models' tie settings."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from helpers_models import DEFAULT_TEXTS, build_tiny_gpt2
+
+# family -> (tokenizer kind, tied like the real model, padding rows past the tokenizer)
+STAND_INS: dict[str, tuple[str, bool, int]] = {
+    "llama": ("sentencepiece", False, 0),  # TinyLlama: untied
+    "mistral": ("sentencepiece", False, 0),
+    "phi3": ("sentencepiece", False, 7),  # Phi-3.5: 53 padding rows
+    "qwen2": ("byte-level", False, 9),  # Qwen2.5: 399 padding rows
+    "gemma2": ("sentencepiece", True, 0),
+    "gpt2": ("byte-level", True, 0),
+}
+
+HIDDEN, INTERMEDIATE, LAYERS, HEADS, KV_HEADS = 32, 64, 2, 4, 2
+
+
+def train_tokenizer(kind: str, texts: Iterable[str], vocab_size: int = 300):
+    """A fast tokenizer trained on ``texts``: SentencePiece-style BPE (``▁`` word boundaries,
+    ``<s>``/``</s>``/``<unk>``) or byte-level BPE (Qwen's ``<|endoftext|>`` for bos/eos, which
+    transformers' Qwen2 tokenizer adds when it is missing)."""
+    from tokenizers import ByteLevelBPETokenizer, SentencePieceBPETokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    if kind == "byte-level":
+        raw = ByteLevelBPETokenizer()
+        raw.train_from_iterator(
+            list(texts), vocab_size=vocab_size, min_frequency=1, special_tokens=["<|endoftext|>"]
+        )
+        return PreTrainedTokenizerFast(
+            tokenizer_object=raw._tokenizer, bos_token="<|endoftext|>", eos_token="<|endoftext|>"
+        )
+    raw = SentencePieceBPETokenizer(unk_token="<unk>")
+    raw.train_from_iterator(
+        list(texts), vocab_size=vocab_size, min_frequency=1, special_tokens=["<unk>", "<s>", "</s>"]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=raw._tokenizer, unk_token="<unk>", bos_token="<s>", eos_token="</s>"
+    )
+
+
+def tiny_config(family: str, vocab_size: int, tied: bool, tokenizer):
+    """The real transformers config class of ``family``, 2 layers, hidden 32."""
+    from transformers import Gemma2Config, LlamaConfig, MistralConfig, Phi3Config, Qwen2Config
+
+    common = dict(
+        vocab_size=vocab_size,
+        hidden_size=HIDDEN,
+        intermediate_size=INTERMEDIATE,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=HEADS,
+        num_key_value_heads=KV_HEADS,
+        max_position_embeddings=128,
+        tie_word_embeddings=tied,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.eos_token_id,
+    )
+    if family == "llama":
+        return LlamaConfig(**common)
+    if family == "mistral":
+        return MistralConfig(**common, sliding_window=None)
+    if family == "phi3":
+        return Phi3Config(**common, original_max_position_embeddings=128)
+    if family == "qwen2":
+        return Qwen2Config(**common)
+    if family == "gemma2":
+        return Gemma2Config(
+            **common, head_dim=HIDDEN // HEADS, query_pre_attn_scalar=HIDDEN // HEADS
+        )
+    raise ValueError(f"no tiny config for {family!r}")
+
+
+def build_tiny_family(
+    directory: Path | str,
+    family: str,
+    *,
+    texts: Iterable[str] = DEFAULT_TEXTS,
+    tied: bool | None = None,
+    padding_rows: int | None = None,
+    seed: int = 0,
+) -> Path:
+    """Save a tiny random-weight model of ``family`` and its tokenizer to ``directory`` with
+    save_pretrained; ``tied`` and ``padding_rows`` default to the real model's quirks."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    if family == "gpt2":
+        return build_tiny_gpt2(directory, texts, seed=seed)
+    kind, real_tied, real_padding = STAND_INS[family]
+    tied = real_tied if tied is None else tied
+    padding_rows = real_padding if padding_rows is None else padding_rows
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tokenizer = train_tokenizer(kind, texts)
+    config = tiny_config(family, len(tokenizer) + padding_rows, tied, tokenizer)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = AutoModelForCausalLM.from_config(config)
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory

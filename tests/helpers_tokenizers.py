@@ -1,0 +1,104 @@
+"""Tiny tokenizers trained in the test on English text: a SentencePiece-style Llama tokenizer
+(Metaspace ``▁``, byte fallback) and a GPT-2-style byte-level BPE, each saved with
+save_pretrained and loaded back with AutoTokenizer, as a run would load a hub model's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ENGLISH = """\
+The river ran past the church and the old house, from the shore to the bend of the bay.
+Where through the night the shore brings those voices back, the children sing and the fire
+burns. They were walking through the town when the rain began; nothing there was quiet.
+A man and a woman stood by the water. "Where are you going?" she asked. He said nothing,
+then laughed: the boats, the nets, the fish, the birds over the harbour in the morning light.
+Every thing that was there, those brothers and sisters, the mother, the father, the generations
+before them, the hills and the green fields behind the town, the bridge and the long road.
+Night after night they told stories of kings and queens, of battles, of bringing home the harvest.
+Somewhere in the west there were islands, and beyond them the sea, and further still, nothing.
+"""
+
+TEXT = (ENGLISH + "\n") * 20
+
+
+def _vocab_and_merges(tokenizer) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    import json
+
+    model = json.loads(tokenizer.to_str())["model"]
+    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in model["merges"]]
+    return model["vocab"], merges
+
+
+def build_spm_tokenizer(directory: Path, vocab_size: int = 700):
+    """A Llama tokenizer (Metaspace, byte fallback, BOS added) trained on ``TEXT``."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import AutoTokenizer, LlamaTokenizer
+
+    raw = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True))
+    raw.pre_tokenizer = pre_tokenizers.Metaspace(
+        replacement="▁", prepend_scheme="first", split=True
+    )
+    specials = ["<unk>", "<s>", "</s>"] + [f"<0x{i:02X}>" for i in range(256)]
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=specials, show_progress=False
+    )
+    raw.train_from_iterator([TEXT], trainer)
+    vocab, merges = _vocab_and_merges(raw)
+    tok = LlamaTokenizer(vocab=vocab, merges=merges, add_bos_token=True)
+    tok.save_pretrained(directory)
+    return AutoTokenizer.from_pretrained(directory)
+
+
+def build_byte_level_tokenizer(directory: Path, vocab_size: int = 700):
+    """A GPT-2-style byte-level BPE tokenizer trained on ``TEXT``."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import AutoTokenizer, GPT2Tokenizer
+
+    raw = Tokenizer(models.BPE())
+    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=["<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    raw.train_from_iterator([TEXT], trainer)
+    vocab, merges = _vocab_and_merges(raw)
+    tok = GPT2Tokenizer(vocab=vocab, merges=merges)
+    tok.save_pretrained(directory)
+    return AutoTokenizer.from_pretrained(directory)
+
+
+def _rebuilt_as(cls_name: str, source, directory: Path):
+    """The vocabulary and merges of ``source`` under another transformers tokenizer class."""
+    import transformers
+    from transformers import AutoTokenizer
+
+    vocab, merges = _vocab_and_merges(source.backend_tokenizer)
+    getattr(transformers, cls_name)(vocab=vocab, merges=merges).save_pretrained(directory)
+    return AutoTokenizer.from_pretrained(directory)
+
+
+def build_gemma_style_tokenizer(directory: Path):
+    """Gemma's pipeline (a normalizer that turns spaces into ``▁``, byte fallback)."""
+    return _rebuilt_as("GemmaTokenizer", build_spm_tokenizer(Path(directory) / "spm"), directory)
+
+
+def build_qwen2_style_tokenizer(directory: Path):
+    """Qwen2's pipeline (NFC, a Llama-3-style split regex, byte-level)."""
+    return _rebuilt_as(
+        "Qwen2Tokenizer", build_byte_level_tokenizer(Path(directory) / "bl"), directory
+    )
+
+
+BUILDERS = {
+    "spm": build_spm_tokenizer,
+    "byte-level": build_byte_level_tokenizer,
+    "gemma-style": build_gemma_style_tokenizer,
+    "qwen2-style": build_qwen2_style_tokenizer,
+}
+
+
+def build_tokenizer(kind: str, directory: Path):
+    """``kind`` is one of ``BUILDERS``: ``"spm"``, ``"byte-level"``, ``"gemma-style"``, ``"qwen2-style"``."""
+    return BUILDERS[kind](Path(directory))

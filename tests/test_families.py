@@ -1,0 +1,286 @@
+"""The studied model families: detection by model_type, loading with each architecture's quirks
+(tie setting, padding rows, fused LoRA targets, eager attention), presets and their recipes."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from helpers_families import STAND_INS, build_tiny_family
+
+from wake2vec.api import ModelRequest
+from wake2vec.errors import UnknownNameError, UserInputError
+from wake2vec.modeling import read_model_type
+from wake2vec.presets import PRESETS, get_preset, preset_names
+from wake2vec.recipe import load_recipe
+from wake2vec.registry import get_registry
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+REPO = Path(__file__).resolve().parents[1]
+MODEL_RECIPES = sorted((REPO / "recipes" / "models").glob("*.toml"))
+
+EXPECTED_TARGETS = {
+    "llama": {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"},
+    "mistral": {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"},
+    "qwen2": {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"},
+    "gemma2": {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"},
+    "phi3": {"qkv_proj", "o_proj", "gate_up_proj", "down_proj"},
+    "gpt2": {"c_attn", "c_proj", "c_fc"},
+}
+
+PUBLISHED_PARAMS = {  # total parameters as the model cards give them
+    "tinyllama-1.1b-chat": 1.100e9,
+    "tinyllama-1.1b-3t": 1.100e9,
+    "llama-3.2-1b": 1.236e9,
+    "llama-3.2-3b": 3.213e9,
+    "llama-3.1-8b": 8.030e9,
+    "mistral-7b-v0.3": 7.248e9,
+    "phi-3.5-mini": 3.821e9,
+    "qwen2.5-14b": 14.77e9,
+    "gemma-2-9b": 9.242e9,
+    "gpt2": 124.4e6,
+    "distilgpt2": 81.9e6,
+}
+
+
+def request(name: str | None, **kw) -> ModelRequest:
+    fields = dict(
+        dtype="float32",
+        quantization="none",
+        trust_remote_code=False,
+        seed=0,
+        cache_dir=Path("/nonexistent-cache"),
+    )
+    fields.update(kw)
+    return ModelRequest(name=name, **fields)
+
+
+@pytest.fixture(scope="module")
+def stand_ins(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("families")
+    return {family: build_tiny_family(root / family, family) for family in STAND_INS}
+
+
+# --------------------------------------------------------------------------- loading
+
+
+@pytest.mark.parametrize("family", list(STAND_INS))
+def test_each_family_is_detected_from_config_and_loads_with_its_quirks(stand_ins, family):
+    directory = stand_ins[family]
+    registry = get_registry()
+    model_type = read_model_type(str(directory))
+    entry = registry.family_for_model_type(model_type)
+    assert entry is not None and entry.name == family
+
+    loaded = registry.create("model", family, {}).load(request(str(directory)))
+    _, tied, padding = STAND_INS[family]
+    model, tokenizer = loaded.model, loaded.tokenizer
+    assert loaded.family == family
+    # the model's own tie setting is kept: an untied head stays a separate, different matrix
+    assert loaded.tied is tied
+    head, embed = model.get_output_embeddings().weight, model.get_input_embeddings().weight
+    assert (head.data_ptr() == embed.data_ptr()) is tied
+    if not tied:
+        assert not (head == embed).all()
+    # padding rows past the tokenizer are reported, not hidden
+    assert embed.shape[0] - len(tokenizer) == padding
+    if padding:
+        assert any("padding" in note for note in loaded.notes)
+    # LoRA targets are the family's and exist as layers in the model
+    leaf_names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    assert set(loaded.lora_targets) == EXPECTED_TARGETS[family]
+    assert set(loaded.lora_targets) <= leaf_names
+
+
+def test_gemma2_loads_with_eager_attention(stand_ins):
+    loaded = get_registry().create("model", "gemma2", {}).load(request(str(stand_ins["gemma2"])))
+    assert loaded.model.config._attn_implementation == "eager"
+
+
+def test_a_tied_llama_stays_tied(tmp_path):
+    directory = build_tiny_family(tmp_path / "llama-tied", "llama", tied=True)
+    loaded = get_registry().create("model", "llama", {}).load(request(str(directory)))
+    assert loaded.tied is True
+
+
+def test_a_family_refuses_another_architecture(stand_ins):
+    family = get_registry().create("model", "phi3", {})
+    with pytest.raises(UserInputError, match=r"'llama' model, but model.family is 'phi3'"):
+        family.load(request(str(stand_ins["llama"])))
+
+
+def test_a_preset_fills_the_hub_id_and_a_local_name_wins(stand_ins):
+    registry = get_registry()
+    family = registry.create("model", "llama", {"preset": "llama-3.2-1b"})
+    assert family.source(request(None)) == "meta-llama/Llama-3.2-1B"
+    gpt2 = registry.create("model", "gpt2", {"preset": "distilgpt2"})
+    loaded = gpt2.load(request(str(stand_ins["gpt2"])))
+    assert loaded.source == str(stand_ins["gpt2"])
+    assert any("instead of distilbert/distilgpt2" in note for note in loaded.notes)
+
+
+def test_a_family_without_name_or_preset_says_what_to_set():
+    family = get_registry().create("model", "mistral", {})
+    with pytest.raises(
+        UserInputError, match=r"model.name .* or model.params.preset \(one of: mistral-7b-v0.3\)"
+    ):
+        family.load(request(None))
+
+
+# --------------------------------------------------------------------------- presets
+
+
+def test_presets_resolve_by_name_and_hub_id():
+    assert get_preset("llama-3.2-1b").hub_id == "meta-llama/Llama-3.2-1B"
+    assert get_preset("Qwen/Qwen2.5-14B").name == "qwen2.5-14b"
+    assert get_preset("GPT2").name == "gpt2"
+
+
+def test_an_unknown_preset_lists_close_matches():
+    with pytest.raises(UnknownNameError) as info:
+        get_preset("llama-3.2-1")
+    message = str(info.value)
+    assert "did you mean 'llama-3.2-1b'" in message
+    assert "qwen2.5-14b" in message  # the full list follows
+
+
+def test_recipe_params_reject_unknown_and_foreign_presets():
+    registry = get_registry()
+    params = registry.get("model", "llama").impl.Params
+    with pytest.raises(ValueError, match="did you mean 'tinyllama-1.1b-chat'"):
+        params.model_validate({"preset": "tinyllama-chat"})
+    with pytest.raises(
+        ValueError, match=r'is a gemma2 model, not llama; set model.family = "gemma2"'
+    ):
+        params.model_validate({"preset": "gemma-2-9b"})
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_preset_numbers_add_up_to_the_published_size(name):
+    preset = get_preset(name)
+    arch = preset.arch
+    total = arch.body_linear_params() + arch.embedding_params()
+    if arch.mlp == "plain":  # GPT-2: position embeddings, biases and layer norms are not small
+        h = arch.hidden_size
+        total += arch.max_positions * h + arch.layers * (9 * h + 4 * h) + 2 * h
+    assert total == pytest.approx(PUBLISHED_PARAMS[name], rel=0.015)
+
+
+def test_presets_carry_the_quirks_of_the_study_table():
+    assert get_preset("qwen2.5-14b").padding_rows == 399
+    assert get_preset("phi-3.5-mini").padding_rows == 53
+    assert get_preset("gemma-2-9b").attn_implementation == "eager"
+    assert {p.name for p in PRESETS.values() if p.tied} == {
+        "llama-3.2-1b",
+        "llama-3.2-3b",
+        "gemma-2-9b",
+        "gpt2",
+        "distilgpt2",
+    }
+    assert {p.tokenizer for p in PRESETS.values()} == {"sentencepiece", "byte-level"}
+
+
+@pytest.mark.parametrize("family", list(STAND_INS))
+def test_families_list_their_presets(family):
+    impl = get_registry().get("model", family).impl
+    assert impl.presets == preset_names(family) and impl.presets
+    for name in impl.presets:
+        assert get_preset(name).lora_targets == impl.lora_targets
+        assert name in (impl.__doc__ or "")  # what list-plugins shows
+
+
+def test_list_plugins_shows_presets(cli):
+    result = cli("list-plugins", "--kind", "model")
+    assert result.exit_code == 0
+    names = {line.split()[1] for line in result.output.splitlines() if line.startswith("model ")}
+    assert set(STAND_INS) <= names
+    assert "qwen2.5-14b" in result.output and "tinyllama-1.1b-3t" in result.output
+
+
+# --------------------------------------------------------------------------- recipes
+
+
+def test_there_is_one_recipe_per_studied_model():
+    assert {p.stem for p in MODEL_RECIPES} == set(PRESETS)
+
+
+@pytest.mark.parametrize("path", MODEL_RECIPES, ids=lambda p: p.stem)
+def test_model_recipes_validate_and_follow_their_preset(path):
+    recipe = load_recipe(path)
+    preset = get_preset(path.stem)
+    assert recipe.model.family == preset.family
+    assert recipe.model.params == {"preset": preset.name}
+    assert recipe.model.name == preset.hub_id
+    assert (recipe.model.dtype, recipe.model.quantization) == (preset.dtype, preset.quantization)
+    assert recipe.data.seq_len == preset.p1.seq_len
+    p1 = recipe.phases[0]
+    assert (
+        p1.optimizer,
+        p1.learning_rate,
+        p1.batch_size,
+        p1.grad_accum,
+        p1.warmup_steps,
+        p1.steps,
+    ) == (
+        preset.p1.optimizer,
+        preset.p1.learning_rate,
+        preset.p1.batch_size,
+        preset.p1.grad_accum,
+        preset.p1.warmup_steps,
+        preset.p1.steps,
+    )
+    p2 = recipe.phases[1]
+    assert (p2.strategy, p2.params["r"], p2.params["alpha"], p2.params["dropout"]) == (
+        "lora",
+        8,
+        16,
+        0.1,
+    )
+    assert (p2.optimizer, p2.learning_rate, p2.steps) == (
+        preset.p2.optimizer,
+        preset.p2.learning_rate,
+        preset.p2.steps,
+    )
+    text = path.read_text(encoding="utf-8")
+    assert text.startswith("# ")
+    assert f"wake2vec run recipes/models/{path.name}" in text.split("\n[", 1)[0]
+    assert "placeholder" in text
+    assert tomllib.loads(text)["data"]["corpus"] == "../../data/demo_corpus.txt"
+
+
+def test_validate_cli_accepts_a_model_recipe(cli):
+    result = cli("validate", str(REPO / "recipes" / "models" / "phi-3.5-mini.toml"))
+    assert result.exit_code == 0, result.output
+    assert 'preset = "phi-3.5-mini"' in result.output
+
+
+@pytest.mark.slow
+def test_a_model_recipe_runs_on_a_local_stand_in(cli, stand_ins, tmp_path):
+    """The Qwen2.5 recipe, pointed at a tiny local Qwen2 (padding rows, untied head), trains."""
+    run_dir = tmp_path / "run"
+    overrides = [
+        f"model.name={stand_ins['qwen2']}",
+        "model.dtype=float32",
+        "model.quantization=none",
+        "data.seq_len=32",
+        "phases[0].steps=2",
+        "phases[0].warmup_steps=1",
+        "phases[0].eval_every=1",
+        "phases[1].steps=2",
+        "phases[1].warmup_steps=1",
+        "phases[1].eval_every=1",
+    ]
+    args = [a for o in overrides for a in ("--set", o)]
+    recipe = str(REPO / "recipes" / "models" / "qwen2.5-14b.toml")
+    result = cli("run", recipe, *args, "--output-dir", str(run_dir))
+    assert result.exit_code == 0, result.output
+    model = json.loads((run_dir / "manifest.json").read_text())["model"]
+    assert (model["family"], model["tied"]) == ("qwen2", False)
+    assert model["rows"] > model["tokenizer_entries"] > 0
+    assert any("preset qwen2.5-14b" in note for note in model["notes"])

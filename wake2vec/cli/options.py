@@ -1,0 +1,15 @@
+"""Options shared by several commands."""
+
+from __future__ import annotations
+
+import click
+
+recipe_argument = click.argument("recipe", type=click.Path(dir_okay=False))
+
+set_option = click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a recipe value, e.g. --set phases[0].steps=10 (validated like the file).",
+)

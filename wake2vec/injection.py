@@ -1,0 +1,331 @@
+"""Apply an injection to a model (resize, initialise new input and output rows) and verify an
+injected tokenizer on a text (coverage, spurious hits, dead tokens, round trip)."""
+
+from __future__ import annotations
+
+import bisect
+import difflib
+import re
+import time
+from typing import TYPE_CHECKING, Any
+
+from wake2vec.errors import TrainingError
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from wake2vec.api import Initializer, Injection
+    from wake2vec.morphology import Morphology
+
+SAMPLE = 20  # examples kept in each list of the report
+
+
+# --------------------------------------------------------------------------- model
+
+
+def _same_storage(a: torch.Tensor | None, b: torch.Tensor | None) -> bool:
+    return a is not None and b is not None and a.data_ptr() == b.data_ptr()
+
+
+def _is_tied(model: PreTrainedModel) -> bool:
+    out = model.get_output_embeddings()
+    return out is not None and _same_storage(out.weight, model.get_input_embeddings().weight)
+
+
+def _initialise(
+    initializer: Initializer, weight: torch.Tensor, ctx: Any, what: str
+) -> torch.Tensor:
+    import torch
+
+    rows = initializer.initialize(weight.detach().float().cpu(), ctx)  # on CPU: one device
+    expected = (len(ctx.ids), weight.shape[1])
+    if tuple(rows.shape) != expected:
+        raise TrainingError(
+            f"initializer {initializer.name!r} returned {tuple(rows.shape)} rows for the {what} matrix, "
+            f"expected {expected}"
+        )
+    if not torch.isfinite(rows).all():
+        raise TrainingError(
+            f"initializer {initializer.name!r} produced non-finite values for the {what} matrix"
+        )
+    return rows
+
+
+def apply_injection(
+    model: PreTrainedModel,
+    injection: Injection,
+    initializer: Initializer,
+    *,
+    base_ids: list[int],
+    morphology: Morphology | None,
+    seed: int,
+    tied: bool,
+    base_tokenizer: PreTrainedTokenizerBase | None = None,
+) -> dict[str, Any]:
+    """Make room for ``injection.ids`` in ``model`` and fill their rows.
+
+    The matrix grows to ``len(injection.tokenizer)`` rows when it is smaller (existing padding
+    rows beyond the old tokenizer are reused, and initialised, when it is not). New input rows
+    come from ``initializer`` over the base rows ``base_ids``; when the model is untied its new
+    output rows come from the same initialiser over the base output rows. Every base row of both
+    matrices stays bit-identical and the tie setting never changes. ``base_tokenizer`` defaults
+    to ``injection.base_tokenizer`` when the injector recorded one."""
+    import torch
+
+    from wake2vec.api import InitContext
+
+    started = time.perf_counter()
+    ids = [int(i) for i in injection.ids]
+    if not ids:
+        return {
+            "rows_before": model.get_input_embeddings().weight.shape[0],
+            "new_ids": 0,
+            "tied": tied,
+            "note": "nothing to inject",
+        }
+    base_tokenizer = (
+        base_tokenizer if base_tokenizer is not None else getattr(injection, "base_tokenizer", None)
+    )
+    was_tied = _is_tied(model)
+    if was_tied != bool(tied):
+        raise TrainingError(
+            f"the model's embeddings are {'tied' if was_tied else 'untied'} but the run expects "
+            f"{'tied' if tied else 'untied'}; refusing to change the tie setting"
+        )
+    rows_before = int(model.get_input_embeddings().weight.shape[0])
+    head_rows_before = (
+        None
+        if model.get_output_embeddings() is None
+        else int(model.get_output_embeddings().weight.shape[0])
+    )
+    target = max(rows_before, len(injection.tokenizer), max(ids) + 1)
+    if target > rows_before:
+        model.resize_token_embeddings(target, mean_resizing=False)
+    if _is_tied(model) != was_tied:
+        raise TrainingError(
+            "resizing the embeddings changed the tie setting; this model is not supported"
+        )
+    embed = model.get_input_embeddings().weight
+    if max(base_ids, default=-1) >= rows_before:
+        raise TrainingError(
+            f"base ids reach {max(base_ids)} but the matrix had only {rows_before} rows"
+        )
+    if min(ids) < len(base_ids) and set(ids) & set(base_ids):
+        raise TrainingError(
+            "some injected ids are base ids; the injection and base vocabulary overlap"
+        )
+
+    ctx = InitContext(
+        words=list(injection.words),
+        ids=ids,
+        base_tokenizer=base_tokenizer,
+        base_ids=list(base_ids),
+        morphology=morphology,
+        generator=torch.Generator().manual_seed(int(seed)),
+    )
+    index = torch.tensor(ids, dtype=torch.long)
+    with torch.no_grad():
+        rows = _initialise(initializer, embed, ctx, "input")
+        embed.index_copy_(
+            0, index.to(embed.device), rows.to(device=embed.device, dtype=embed.dtype)
+        )
+        head_done = False
+        head = model.get_output_embeddings()
+        if not was_tied and head is not None:
+            ctx.generator = torch.Generator().manual_seed(int(seed) + 1)
+            head_weight = head.weight
+            head_rows = _initialise(initializer, head_weight, ctx, "output")
+            head_weight.index_copy_(
+                0,
+                index.to(head_weight.device),
+                head_rows.to(device=head_weight.device, dtype=head_weight.dtype),
+            )
+            bias = getattr(head, "bias", None)
+            if bias is not None:
+                base_bias = bias[torch.tensor(list(base_ids), dtype=torch.long, device=bias.device)]
+                bias[index.to(bias.device)] = base_bias.float().mean().to(bias.dtype)
+            head_done = True
+
+    on_device = torch.tensor(list(base_ids), dtype=torch.long, device=embed.device)
+    base_norm = embed.detach()[on_device].float().norm(dim=1)
+    new_norm = embed.detach()[index.to(embed.device)].float().norm(dim=1)
+    return {
+        "rows_before": rows_before,
+        "rows_after": int(embed.shape[0]),
+        "head_rows_before": head_rows_before,
+        "tokenizer_entries_before": int(getattr(injection, "base_vocab_size", 0) or len(base_ids)),
+        "tokenizer_entries_after": len(injection.tokenizer),
+        "new_ids": len(set(ids)),
+        "new_rows_on_former_padding": sum(1 for i in set(ids) if i < rows_before),
+        "tied": was_tied,
+        "output_rows_initialised": head_done,
+        "initializer": getattr(initializer, "name", type(initializer).__name__),
+        "base_row_norm_mean": float(base_norm.mean()),
+        "new_row_norm_mean": float(new_norm.mean()),
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+
+
+# --------------------------------------------------------------------------- verification
+
+_WORD_CHAR = re.compile(r"\w")
+_ALL_WORD = re.compile(r"\w+")
+_RUN = re.compile(r"\S+")
+
+
+def _is_word_char(ch: str) -> bool:
+    return bool(_WORD_CHAR.match(ch))
+
+
+def whole_word_occurrences(
+    line: str, lexicon: set[str], max_len: int
+) -> list[tuple[int, int, str]]:
+    """Lexicon words standing as whole words in ``line`` (no word character on either side),
+    leftmost-longest and non-overlapping: ``(start, end, word)``."""
+    found = []
+    for run in _RUN.finditer(line):
+        text, offset = run.group(), run.start()
+        if _ALL_WORD.fullmatch(text):
+            if text in lexicon:
+                found.append((offset, offset + len(text), text))
+            continue
+        n = len(text)
+        starts = [i for i in range(n) if i == 0 or not _is_word_char(text[i - 1])]
+        ends = [j for j in range(1, n + 1) if j == n or not _is_word_char(text[j])]
+        position = 0
+        for s in starts:
+            if s < position:
+                continue
+            # longest first, among ends no further than the longest lexicon word
+            for k in range(bisect.bisect_right(ends, s + max_len) - 1, -1, -1):
+                e = ends[k]
+                if e <= s:
+                    break
+                if text[s:e] in lexicon:
+                    found.append((offset + s, offset + e, text[s:e]))
+                    position = e
+                    break
+    return found
+
+
+def _backend(tokenizer: PreTrainedTokenizerBase) -> Any:
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        raise TrainingError(
+            f"verification needs a fast tokenizer; {type(tokenizer).__name__} is not one"
+        )
+    return backend
+
+
+def _differing_chars(a: str, b: str) -> int:
+    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
+    same = sum(block.size for block in matcher.get_matching_blocks())
+    return max(len(a), len(b)) - same
+
+
+def verify_injection(
+    base_tokenizer: PreTrainedTokenizerBase,
+    tokenizer: PreTrainedTokenizerBase,
+    injection: Injection,
+    text: str,
+) -> dict[str, Any]:
+    """The injection report for ``text``: words added, skipped and rejected; coverage (share of
+    whole-word lexicon occurrences that encode to exactly one new id of that word); spurious
+    hits (new ids where the text is not that whole word); dead tokens (new ids the text never
+    produces); round trip; token counts before and after. One batch encoding per tokenizer."""
+    started = time.perf_counter()
+    base_backend, backend = _backend(base_tokenizer), _backend(tokenizer)
+    word_of: dict[int, str] = {}
+    for word, new_id in zip(injection.words, injection.ids, strict=True):
+        word_of[int(new_id)] = word
+    lexicon = set(word_of.values())
+    max_len = max((len(w) for w in lexicon), default=0)
+    forms: dict[str, int] = {}
+    for form in getattr(injection, "forms", []) or []:
+        forms[form] = forms.get(form, 0) + 1
+
+    lines = text.splitlines(keepends=True) or [""]
+    after = backend.encode_batch(lines, add_special_tokens=False)
+    before = base_backend.encode_batch(lines, add_special_tokens=False)
+
+    produced: set[int] = set()
+    total = covered = 0
+    uncovered: list[str] = []
+    spurious: list[str] = []
+    spurious_count = 0
+    agree_checked = agree_differ = 0
+    for line, enc, base_enc in zip(lines, after, before, strict=True):
+        hits = {}
+        for token_id, span in zip(enc.ids, enc.offsets, strict=True):
+            if token_id in word_of:
+                hits[(span[0], span[1])] = token_id
+        if not hits:
+            agree_checked += 1
+            agree_differ += enc.ids != base_enc.ids
+        occurrences = whole_word_occurrences(line, lexicon, max_len) if lexicon else []
+        matched: set[tuple[int, int]] = set()
+        for s, e, word in occurrences:
+            total += 1
+            span = (s, e) if (s, e) in hits else (s - 1, e)
+            if (
+                span in hits
+                and word_of[hits[span]] == word
+                and (span[0] == s or line[s - 1] == " ")
+            ):
+                covered += 1
+                matched.add(span)
+            elif len(uncovered) < SAMPLE:
+                uncovered.append(line[max(0, s - 20) : e + 20].strip())
+        for span, token_id in hits.items():
+            produced.add(token_id)
+            if span not in matched:
+                spurious_count += 1
+                if len(spurious) < SAMPLE:
+                    spurious.append(
+                        f"{word_of[token_id]!r} in {line[max(0, span[0] - 20) : span[1] + 20].strip()!r}"
+                    )
+
+    decoded = backend.decode_batch([enc.ids for enc in after], skip_special_tokens=False)
+    base_decoded = base_backend.decode_batch([enc.ids for enc in before], skip_special_tokens=False)
+    differing = [(line, d) for line, d in zip(lines, decoded, strict=True) if line != d]
+    base_differing = [(line, d) for line, d in zip(lines, base_decoded, strict=True) if line != d]
+    dead = [i for i in dict.fromkeys(int(i) for i in injection.ids) if i not in produced]
+    seen_words = {word_of[i] for i in produced}
+    tokens_before = sum(len(e.ids) for e in before)
+    tokens_after = sum(len(e.ids) for e in after)
+    return {
+        "added": {"count": len(lexicon), "ids": len(word_of), "forms": forms},
+        "skipped": {"count": len(injection.skipped), "items": [list(x) for x in injection.skipped]},
+        "rejected": {
+            "count": len(injection.rejected),
+            "items": [list(x) for x in injection.rejected],
+        },
+        "coverage": (covered / total) if total else None,
+        "occurrences": {"total": total, "covered": covered, "uncovered_sample": uncovered},
+        "spurious_hits": {"count": spurious_count, "sample": spurious},
+        "dead_tokens": {
+            "count": len(dead),
+            "share": (len(dead) / len(word_of)) if word_of else 0.0,
+            "words_never_produced": len(lexicon - seen_words),  # no form of the word occurs
+            "sample": [
+                f"{word_of[i]!r} (id {i}, {tokenizer.convert_ids_to_tokens(i)!r})"
+                for i in dead[:SAMPLE]
+            ],
+        },
+        "round_trip": {
+            "exact": not differing,
+            "differing_lines": len(differing),
+            "differing_chars": sum(_differing_chars(a, b) for a, b in differing),
+            "sample": [repr(a[:80]) for a, _ in differing[:5]],
+            "base_exact": not base_differing,
+            "base_differing_chars": sum(_differing_chars(a, b) for a, b in base_differing),
+        },
+        "base_agreement": {"lines_without_new_ids": agree_checked, "differing": agree_differ},
+        "tokens_before": tokens_before,
+        "tokens_after": tokens_after,
+        "token_ratio": (tokens_after / tokens_before) if tokens_before else None,
+        "text_chars": len(text),
+        "tokenizer_pipeline": getattr(injection, "pipeline", None),
+        "seconds": round(time.perf_counter() - started, 3),
+    }

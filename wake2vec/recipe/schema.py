@@ -1,0 +1,145 @@
+"""The recipe schema: pydantic models that forbid unknown keys and carry every default."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class PluginRef(Strict):
+    """A plugin chosen by name, with its own parameters (validated once the name resolves)."""
+
+    name: str = Field(min_length=1)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+
+class RegularizerRef(PluginRef):
+    """An auxiliary loss and its weight in the total loss."""
+
+    weight: float = Field(default=1.0, ge=0.0, allow_inf_nan=False)
+
+
+class RunSpec(Strict):
+    name: str = Field(pattern=_NAME_PATTERN, max_length=120)
+    seed: int = Field(default=0, ge=0, le=2**32 - 1)
+    output_dir: Path | None = None  # default: runs/<name> under the current directory
+
+
+class ModelSpec(Strict):
+    family: str | None = None  # detected from config.json when omitted
+    name: str | None = None  # hub id or local directory
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    quantization: Literal["none", "nf4"] = "none"
+    trust_remote_code: bool = False
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _needs_something(self) -> ModelSpec:
+        if self.family is None and self.name is None:
+            raise ValueError("give model.name (a hub id or directory) or model.family")
+        return self
+
+
+class DataSpec(Strict):
+    corpus: Path
+    lexicon: Path
+    morphemes: Path | None = None
+    morpheme_groups: Path | None = None
+    device_groups: Path | None = None
+    encoding: str = "utf-8"
+    validation_fraction: float = Field(default=0.1, gt=0.0, lt=0.5)
+    seq_len: int = Field(default=256, ge=8, le=131_072)
+    lexicon_in_training: bool = False  # append lexicon lines to the training text (never validation)
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        import codecs
+
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(f"unknown text encoding {value!r}") from None
+        return value
+
+
+class InjectionSpec(Strict):
+    injector: PluginRef = Field(default_factory=lambda: PluginRef(name="whole-word"))
+    initializer: PluginRef = Field(default_factory=lambda: PluginRef(name="spherical"))
+
+
+class PhaseSpec(Strict):
+    """One training phase: a strategy plus the training settings every strategy shares."""
+
+    name: str = Field(default="", pattern=r"^$|" + _NAME_PATTERN, max_length=60)
+    strategy: str = Field(min_length=1)
+    params: dict[str, Any] = Field(default_factory=dict)
+    start_from: Literal["best", "last"] = Field(default="best", alias="from")
+    steps: int = Field(gt=0, le=10_000_000)
+    learning_rate: float = Field(gt=0.0, le=10.0, allow_inf_nan=False)
+    batch_size: int = Field(default=4, ge=1, le=65_536)
+    grad_accum: int = Field(default=1, ge=1, le=4096)
+    warmup_steps: int = Field(default=0, ge=0)
+    scheduler: Literal["constant", "linear", "cosine"] = "cosine"
+    optimizer: Literal["adamw", "adafactor", "adamw8bit"] = "adamw"
+    weight_decay: float = Field(default=0.0, ge=0.0, allow_inf_nan=False)
+    max_grad_norm: float = Field(default=1.0, ge=0.0, allow_inf_nan=False)
+    eval_every: int = Field(default=0, ge=0)  # 0: only at the end
+    eval_batches: int = Field(default=0, ge=0)  # 0: the whole validation text
+    save_every: int = Field(default=0, ge=0)  # 0: at every evaluation
+    keep_last: int = Field(default=2, ge=1)
+    patience: int | None = Field(default=None, ge=1)
+    regularizers: list[RegularizerRef] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _warmup_fits(self) -> PhaseSpec:
+        if self.warmup_steps > self.steps:
+            raise ValueError(f"warmup_steps ({self.warmup_steps}) exceeds steps ({self.steps})")
+        return self
+
+
+class AnalysisSpec(Strict):
+    metrics: list[PluginRef] = Field(
+        default_factory=lambda: [PluginRef(name=n) for n in ("norms", "isotropy", "drift")]
+    )
+
+
+class ReportSpec(Strict):
+    html: bool = True
+    title: str | None = None
+
+
+class Recipe(Strict):
+    """A whole study: what to load, what to inject, how to train and what to measure."""
+
+    run: RunSpec
+    model: ModelSpec
+    data: DataSpec
+    injection: InjectionSpec = Field(default_factory=InjectionSpec)
+    phases: list[PhaseSpec] = Field(min_length=1)
+    analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
+    report: ReportSpec = Field(default_factory=ReportSpec)
+
+    @model_validator(mode="after")
+    def _phase_names(self) -> Recipe:
+        seen: set[str] = set()
+        for i, phase in enumerate(self.phases):
+            if not phase.name:
+                phase.name = f"p{i + 1}"
+            if phase.name in seen:
+                raise ValueError(f"phase name {phase.name!r} is used twice")
+            seen.add(phase.name)
+        return self

@@ -1,0 +1,256 @@
+"""Run a validated recipe: model -> injection -> phases -> metrics -> report, in one direction."""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from wake2vec.api import MetricContext, ModelRequest, PhaseContext, Snapshot
+from wake2vec.errors import UserInputError
+from wake2vec.events import PhaseEvents, PhaseInfo, RunInfo
+from wake2vec.plugins import get_plugins
+from wake2vec.recipe import Recipe, recipe_to_dict
+from wake2vec.registry import Registry, get_registry
+from wake2vec.rundir import RunDir, now, setup_logging, write_json_atomic
+
+if TYPE_CHECKING:
+    from wake2vec.api import LoadedModel
+
+log = logging.getLogger("wake2vec")
+
+
+@dataclass
+class RunOutcome:
+    run_dir: Path
+    status: str
+    phases: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def default_run_dir(recipe: Recipe) -> Path:
+    return recipe.run.output_dir or Path("runs") / recipe.run.name
+
+
+def resolve_family(recipe: Recipe, registry: Registry) -> str:
+    """The family named by the recipe, or the one declaring the model's ``model_type``."""
+    if recipe.model.family:
+        return recipe.model.family
+    from wake2vec.modeling import read_model_type
+
+    model_type = read_model_type(recipe.model.name or "")
+    if model_type:
+        entry = registry.family_for_model_type(model_type)
+        if entry is not None:
+            return entry.name
+    return "auto"
+
+
+def execute(recipe: Recipe, *, source: str, overrides: list[str], run_dir: Path | None,
+            resume: bool, force: bool) -> RunOutcome:
+    """Run every step of ``recipe`` in its run directory; the manifest records the outcome."""
+    plugins = get_plugins()
+    registry = get_registry()
+    run = RunDir.prepare(run_dir or default_run_dir(recipe), resume=resume, force=force)
+    setup_logging(run.path)
+    recipe_dict = recipe_to_dict(recipe)
+    data_files = [p for p in (recipe.data.corpus, recipe.data.lexicon, recipe.data.morphemes,
+                              recipe.data.morpheme_groups, recipe.data.device_groups) if p is not None]
+    run.start_manifest(recipe=recipe_dict, source=source, overrides=list(overrides),
+                       data_files=data_files, plugins=[p.__dict__ for p in plugins.active()])
+    info = RunInfo(recipe.run.name, run.path, recipe_dict, recipe.run.seed, resumed=resume)
+    plugins.hook.wake2vec_run_start(run=info)
+    status, error = "failed", None
+    try:
+        _run_steps(recipe, run, info, registry, plugins.hook, resume)
+        status = "completed"
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        log.error("run failed: %s", exc)
+        raise
+    finally:
+        run.set_status(status, error)
+        plugins.hook.wake2vec_run_end(run=info, status=status, error=error)
+        run.close()
+    log.info("run %s completed: %s", recipe.run.name, run.path)
+    return RunOutcome(run.path, status, run.manifest.get("phases", {}))
+
+
+@dataclass
+class Prepared:
+    """The state after loading and injection, shared by ``run`` and ``inject``."""
+
+    loaded: LoadedModel
+    base_tokenizer: Any
+    injection: Any
+    text: str
+    lexicon: Any
+    morphology: Any
+    report: dict[str, Any]
+
+
+def prepare(recipe: Recipe, registry: Registry, cache_dir: Path) -> Prepared:
+    """Read the data, load the model, inject the lexicon and initialise the new rows."""
+    from transformers import set_seed
+
+    from wake2vec.data import read_corpus
+    from wake2vec.injection import apply_injection, verify_injection
+    from wake2vec.lexicon import load_lexicon
+    from wake2vec.morphology import load_morphology
+
+    seed = recipe.run.seed
+    set_seed(seed)
+    data = recipe.data
+    text = read_corpus(data.corpus, data.encoding)
+    lexicon = load_lexicon(data.lexicon, encoding=data.encoding)
+    morphology = None
+    if data.morphemes is not None:
+        morphology = load_morphology(data.morphemes, data.morpheme_groups, data.device_groups)
+    _require_phase_data(recipe, morphology)
+
+    family_name = resolve_family(recipe, registry)
+    family = registry.create("model", family_name, recipe.model.params)
+    log.info("loading model (family %s, %s)", family_name, recipe.model.name or "built locally")
+    loaded: LoadedModel = family.load(ModelRequest(
+        name=recipe.model.name, dtype=recipe.model.dtype, quantization=recipe.model.quantization,
+        trust_remote_code=recipe.model.trust_remote_code, seed=seed,
+        cache_dir=cache_dir / "models", corpus=data.corpus))
+    for note in loaded.notes:
+        log.info("model note: %s", note)
+
+    base_tokenizer = copy.deepcopy(loaded.tokenizer)
+    injector = registry.create("injector", recipe.injection.injector.name, recipe.injection.injector.params)
+    initializer = registry.create("initializer", recipe.injection.initializer.name,
+                                  recipe.injection.initializer.params)
+    injection = injector.inject(loaded.tokenizer, lexicon.words)
+    summary = apply_injection(loaded.model, injection, initializer,
+                              base_ids=list(range(len(base_tokenizer))),
+                              morphology=morphology, seed=seed, tied=loaded.tied)
+    report = verify_injection(base_tokenizer, injection.tokenizer, injection, text)
+    report["lexicon"] = {"file": str(data.lexicon), "entries": len(lexicon.words),
+                         "duplicates": lexicon.duplicates,
+                         "rejected": [list(r) for r in lexicon.rejected]}
+    report["embedding"] = summary
+    log.info("injection: %s", _injection_line(report))
+    return Prepared(loaded, base_tokenizer, injection, text, lexicon, morphology, report)
+
+
+def _run_steps(recipe: Recipe, run: RunDir, info: RunInfo, registry: Registry, hook: Any,
+               resume: bool) -> None:
+    from wake2vec.data import prepare_data
+
+    seed = recipe.run.seed
+    data = recipe.data
+    prepared = prepare(recipe, registry, run.cache_dir)
+    loaded, injection, lexicon, morphology = (prepared.loaded, prepared.injection, prepared.lexicon,
+                                              prepared.morphology)
+    base_tokenizer, tokenizer, model = prepared.base_tokenizer, injection.tokenizer, loaded.model
+    run.manifest["model"] = {
+        "family": loaded.family, "source": loaded.source, "tied": loaded.tied,
+        "rows": int(model.get_input_embeddings().weight.shape[0]),
+        "tokenizer_entries": len(base_tokenizer), "notes": loaded.notes,
+    }
+    write_json_atomic(run.path / "injection.json", prepared.report)
+    tokenizer.save_pretrained(run.path / "tokenizer")
+    run.manifest["injection"] = {"new_ids": len(injection.ids), "words": len(set(injection.words))}
+    run.save_manifest()
+
+    from wake2vec.artifacts import load_new_rows, save_new_rows
+
+    bundle = prepare_data(data, tokenizer, run.path / "cache", seed, lexicon.words)
+    new_ids = list(injection.ids)
+    snapshot = _snapshot(model, "injected", len(base_tokenizer), new_ids)
+
+    # ---------------------------------------------------------------- phases
+    for index, spec in enumerate(recipe.phases):
+        phase_dir = run.phase_dir(index, spec.name)
+        record = run.phase_record(spec.name)
+        strategy = registry.create("phase", spec.strategy, spec.params)
+        regularizers = [(registry.create("regularizer", r.name, r.params), r.weight) for r in spec.regularizers]
+        ctx = PhaseContext(
+            name=spec.name, index=index, model=model, tokenizer=tokenizer, new_ids=new_ids,
+            base_vocab_size=len(base_tokenizer), tied=loaded.tied, lora_targets=loaded.lora_targets,
+            train=spec, data=bundle, out_dir=phase_dir, seed=seed,
+            resume=resume and record.get("status") in ("running", "failed", "interrupted"),
+            events=None, morphology=morphology, regularizers=regularizers,
+            new_words=list(injection.words))
+        rows_file = phase_dir / "new_rows.safetensors"
+        if resume and record.get("status") == "completed" and rows_file.is_file():
+            model = strategy.restore(ctx)
+            load_new_rows(model, rows_file)
+            log.info("phase %s already completed; restored its result", spec.name)
+            snapshot = _snapshot(model, f"after-{spec.name}", len(base_tokenizer), new_ids)
+            continue
+        phase = PhaseInfo(index, spec.name, spec.strategy, phase_dir, spec.steps)
+        ctx.events = PhaseEvents(hook, info, phase)
+        record.update(status="running", started=now(), strategy=spec.strategy)
+        run.save_manifest()
+        hook.wake2vec_phase_start(run=info, phase=phase)
+        result = strategy.run(ctx)
+        model = result.model
+        save_new_rows(model, new_ids, list(injection.words), rows_file)
+        after = _snapshot(model, f"after-{spec.name}", len(base_tokenizer), new_ids)
+        metrics = _compute_metrics(recipe, registry, snapshot, after, seed, injection.words, model, tokenizer)
+        write_json_atomic(phase_dir / "metrics.json", {"phase": spec.name, "strategy": spec.strategy,
+                                                       "evaluation": result.metrics, "analysis": metrics})
+        snapshot = after
+        record.update(status="completed", ended=now(), evaluation=result.metrics,
+                      artefacts=result.artefacts)
+        run.save_manifest()
+        hook.wake2vec_phase_end(run=info, phase=phase, metrics=result.metrics)
+        log.info("phase %s done: %s", spec.name, _eval_line(result.metrics))
+
+    # ---------------------------------------------------------------- artefacts and report
+    final = run.path / "final"
+    model.save_pretrained(final / "model")
+    tokenizer.save_pretrained(final / "model")
+    from wake2vec.report import write_report
+
+    if recipe.report.html:
+        write_report(run.path, run.manifest, recipe.report.title)
+
+
+def _require_phase_data(recipe: Recipe, morphology: Any) -> None:
+    needs = [p for p in recipe.phases if p.regularizers]
+    if needs and morphology is None:
+        raise UserInputError(
+            f"phase {needs[0].name!r} uses regularizers that need morpheme data; set data.morphemes "
+            "(a CSV of type,morpheme,example1..example10)")
+
+
+def _snapshot(model: Any, label: str, n_base: int, new_ids: list[int]) -> Snapshot:
+    weight = model.get_input_embeddings().weight.detach().float().cpu().clone()
+    return Snapshot(label, weight, list(range(n_base)), list(new_ids))
+
+
+def _compute_metrics(recipe: Recipe, registry: Registry, before: Snapshot, after: Snapshot, seed: int,
+                     words: list[str], model: Any, tokenizer: Any) -> dict[str, Any]:
+    ctx = MetricContext(before=before, after=after, seed=seed, new_words=list(words), model=model,
+                        tokenizer=tokenizer)
+    results: dict[str, Any] = {}
+    for ref in recipe.analysis.metrics:
+        metric = registry.create("metric", ref.name, ref.params)
+        results[ref.name] = json.loads(json.dumps(metric.compute(ctx), default=float))
+    return results
+
+
+def _injection_line(report: dict[str, Any]) -> str:
+    keys = ("added", "skipped", "rejected", "coverage", "spurious_hits", "dead_tokens", "round_trip")
+    return ", ".join(f"{k}={_short(report.get(k))}" for k in keys if k in report)
+
+
+def _short(value: Any) -> Any:
+    if isinstance(value, dict):
+        return value.get("count", value.get("exact", len(value)))
+    if isinstance(value, list):
+        return len(value)
+    return value
+
+
+def _eval_line(metrics: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())

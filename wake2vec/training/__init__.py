@@ -1,0 +1,1 @@
+"""Training machinery shared by phase strategies: trainable rows, the loop, evaluation, checkpoints."""

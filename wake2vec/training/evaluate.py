@@ -1,0 +1,78 @@
+"""Validation: loss in nats per predicted token, perplexity, bits per byte, and the uniform baseline."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+
+def token_nll(model: nn.Module, input_ids: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Sum of next-token negative log-likelihoods over ``input_ids`` (fp32, with grad when
+    grad is enabled) and the number of predicted tokens."""
+    import torch.nn.functional as F
+
+    # the last position predicts nothing: mask its target instead of slicing the logits, which
+    # would make autograd fill a zero tensor as large as the logits on every backward pass
+    targets = input_ids.roll(-1, dims=1)
+    targets[:, -1] = -100
+    logits = model(input_ids=input_ids, use_cache=False).logits
+    nll = F.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]).float(),
+        targets.reshape(-1),
+        ignore_index=-100,
+        reduction="sum",
+    )
+    return nll, input_ids.shape[0] * (input_ids.shape[1] - 1)
+
+
+def summarise(nll_sum: float, n_tokens: int, n_bytes: int, vocab_size: int) -> dict[str, Any]:
+    """Turn a summed NLL into the reported metrics."""
+    loss = nll_sum / n_tokens
+    return {
+        "val_loss": loss,
+        "perplexity": math.exp(loss) if loss < 700 else math.inf,
+        "bits_per_byte": nll_sum / n_bytes / math.log(2) if n_bytes else math.nan,
+        "uniform_loss": math.log(vocab_size),
+        "val_tokens": n_tokens,
+        "val_bytes": n_bytes,
+    }
+
+
+def evaluate(
+    model: nn.Module,
+    blocks: torch.Tensor,
+    block_bytes: list[int],
+    batch_size: int,
+    vocab_size: int,
+    max_batches: int = 0,
+    device: Any = None,
+) -> dict[str, Any]:
+    """Evaluate ``model`` on validation ``blocks`` (blocks x seq_len ids).
+
+    ``block_bytes[i]`` is the UTF-8 byte count of the text block ``i`` predicts;
+    ``max_batches`` > 0 uses only the first that many batches (the same ones every time).
+    ``vocab_size`` (the tokenizer's length) gives ``uniform_loss`` = ln(vocab_size), the loss of
+    a uniform guess. The model is put back in the training mode it was in.
+    """
+    import torch
+
+    n = len(blocks) if max_batches <= 0 else min(len(blocks), max_batches * batch_size)
+    was_training = model.training
+    model.eval()
+    total, n_tokens = 0.0, 0
+    try:
+        with torch.no_grad():
+            for lo in range(0, n, batch_size):
+                batch = blocks[lo : min(n, lo + batch_size)]
+                if device is not None:
+                    batch = batch.to(device)
+                nll, count = token_nll(model, batch)
+                total += float(nll)
+                n_tokens += count
+    finally:
+        model.train(was_training)
+    return summarise(total, n_tokens, int(sum(block_bytes[:n])), vocab_size)

@@ -1,0 +1,331 @@
+"""The training loop every phase shares: accelerate, accumulation, evaluation, checkpoints, resume.
+
+A phase strategy decides which tensors train (a :class:`Trainable`) and calls
+:func:`train`; the loop owns the data order, the schedule, logging, early stopping and
+checkpoints. The data order is a pure function of the seed and the micro-batch number, so a
+resumed run sees exactly the batches an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from wake2vec.errors import TrainingError
+from wake2vec.training import checkpoint as ckpt
+from wake2vec.training.evaluate import evaluate, token_nll
+
+if TYPE_CHECKING:
+    import torch
+
+    from wake2vec.api import PhaseContext
+
+
+@dataclass
+class Trainable:
+    """What a phase trains: the parameters, and how to save and restore them."""
+
+    params: list[torch.nn.Parameter]
+    state_tensors: Callable[[], dict[str, torch.Tensor]]
+    load_state_tensors: Callable[[dict[str, torch.Tensor]], None]
+    # an auxiliary loss for the current parameters (added once per optimiser step), and its parts
+    extra_loss: Callable[[], tuple[torch.Tensor, dict[str, float]]] | None = None
+    # what makes a checkpoint belong to this phase (e.g. the new ids)
+    signature: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class LoopOutcome:
+    """What the loop hands back to the phase strategy."""
+
+    metrics: dict[str, Any]  # the final evaluation
+    history: list[dict[str, Any]]
+    step: int
+    stopped_early: bool
+    best_checkpoint: Path | None
+    last_checkpoint: Path | None
+    resumed_from: int | None = None
+
+
+class BatchOrder:
+    """Block indices of micro-batch ``m``: consecutive slices of a stream of seeded
+    permutations of the training blocks (one permutation per pass)."""
+
+    def __init__(self, n_blocks: int, batch_size: int, seed: int):
+        self.n, self.batch_size, self.seed = n_blocks, batch_size, seed
+        self._cache: dict[int, torch.Tensor] = {}
+
+    def _epoch(self, epoch: int) -> torch.Tensor:
+        import torch
+
+        if epoch not in self._cache:
+            digest = hashlib.sha256(f"wake2vec-order-{self.seed}-{epoch}".encode()).digest()
+            generator = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+            if len(self._cache) > 1:  # keep this pass and the one before
+                self._cache.pop(min(self._cache))
+            self._cache[epoch] = torch.randperm(self.n, generator=generator)
+        return self._cache[epoch]
+
+    def __call__(self, micro_batch: int) -> torch.Tensor:
+        import torch
+
+        start = micro_batch * self.batch_size
+        picks = []
+        for position in range(start, start + self.batch_size):
+            picks.append(self._epoch(position // self.n)[position % self.n])
+        return torch.stack(picks)
+
+
+def _signature(ctx: PhaseContext, trainable: Trainable) -> dict[str, Any]:
+    spec = ctx.train
+    return {
+        "phase": ctx.name,
+        "data": getattr(ctx.data, "fingerprint", ""),
+        "seed": ctx.seed,
+        "batch_size": spec.batch_size,
+        "grad_accum": spec.grad_accum,
+        **trainable.signature,
+    }
+
+
+@dataclass
+class _Progress:
+    """Where the loop stands; saved in every checkpoint and restored on resume."""
+
+    step: int = 0
+    best_val: float | None = None  # best validation loss so far
+    bad_evals: int = 0  # evaluations since the last improvement
+    window_sum: float = 0.0  # train losses since the last evaluation, for its train_loss
+    window_steps: int = 0
+
+    def record(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    def improved(self, val_loss: float) -> bool:
+        if self.best_val is None or val_loss < self.best_val:
+            self.best_val, self.bad_evals = val_loss, 0
+            return True
+        self.bad_evals += 1
+        return False
+
+
+class _History:
+    """Rows in memory and in ``history.jsonl`` (rewritten up to the resume step on resume)."""
+
+    def __init__(self, path: Path, resume_step: int | None):
+        self.path = path
+        self.rows: list[dict[str, Any]] = []
+        if resume_step is not None and path.is_file():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                if line.strip():
+                    row = json.loads(line)
+                    if row.get("step", 0) <= resume_step:
+                        self.rows.append(row)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(json.dumps(r) + "\n" for r in self.rows), encoding="utf-8")
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(row) + "\n")
+
+
+def train(ctx: PhaseContext, model: torch.nn.Module, trainable: Trainable) -> LoopOutcome:
+    """Train ``trainable.params`` of ``model`` (already set up by the phase) on ``ctx.data``.
+
+    The logged ``train_loss`` is the summed token NLL of all micro-batches of an optimiser
+    step divided by their token count: the true mean per token whatever ``grad_accum`` is.
+    """
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from tqdm.auto import tqdm
+
+    from wake2vec.training.optim import build_optimizer, build_scheduler
+
+    spec = ctx.train
+    set_seed(ctx.seed)
+    accelerator = Accelerator(gradient_accumulation_steps=spec.grad_accum)
+    device = accelerator.device
+    if getattr(model, "hf_device_map", None) is None and not getattr(model, "is_quantized", False):
+        model.to(device)
+    optimizer = build_optimizer(trainable.params, spec)
+    scheduler = build_scheduler(optimizer, spec)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+
+    train_blocks = ctx.data.train_tensor()
+    val_blocks = ctx.data.val_tensor()
+    val_bytes = list(ctx.data.val_blocks["n_bytes"])
+    order = BatchOrder(len(train_blocks), spec.batch_size, ctx.seed)
+    tokens_per_step = spec.batch_size * spec.grad_accum * (train_blocks.shape[1] - 1)
+    root = ctx.out_dir / "checkpoints"
+    signature = _signature(ctx, trainable)
+
+    progress, resumed_from = _Progress(), None
+    if not ctx.resume and root.exists():  # checkpoints of an abandoned attempt would mislead resume
+        shutil.rmtree(root)
+    if ctx.resume and ckpt.list_checkpoints(root):
+        path = ckpt.list_checkpoints(root)[-1]
+        tensors, optimizer_state, state = ckpt.load_checkpoint(path)
+        if state.get("signature") != signature:
+            raise TrainingError(
+                f"{path}: this checkpoint was made with different settings "
+                f"({state.get('signature')} vs {signature}); start the phase afresh instead of "
+                "resuming"
+            )
+        trainable.load_state_tensors(tensors)
+        optimizer.load_state_dict(optimizer_state)
+        scheduler.load_state_dict(state["scheduler"])
+        progress = _Progress(**state["progress"])
+        resumed_from = progress.step
+        if state.get("val_loss") is not None:
+            _check_reload(ctx, model, val_blocks, val_bytes, device, path, state["val_loss"])
+    history = _History(ctx.out_dir / "history.jsonl", resumed_from)
+
+    def save(val_loss: float | None) -> Path:
+        extra = {
+            "signature": signature,
+            "val_loss": val_loss,
+            "progress": progress.record(),
+            "micro_batches": progress.step * spec.grad_accum,
+            "total_steps": spec.steps,
+        }
+        path = ckpt.save_checkpoint(
+            root, progress.step, trainable.state_tensors(), optimizer, scheduler, extra
+        )
+        ckpt.prune_checkpoints(root, spec.keep_last)
+        ctx.events.checkpoint_saved(progress.step, path)
+        return path
+
+    def validate() -> dict[str, Any]:
+        return evaluate(
+            model,
+            val_blocks,
+            val_bytes,
+            spec.batch_size,
+            len(ctx.tokenizer),
+            spec.eval_batches,
+            device,
+        )
+
+    model.train()
+    started = time.monotonic()
+    last_eval: dict[str, Any] | None = None
+    last_saved: Path | None = None
+    # a resumed phase that had already stopped early stays stopped
+    stopped_early = spec.patience is not None and progress.bad_evals >= spec.patience
+    bar = tqdm(
+        total=spec.steps,
+        initial=progress.step,
+        desc=f"phase {ctx.name}",
+        file=sys.stderr,
+        disable=not sys.stderr.isatty(),
+        dynamic_ncols=True,
+    )
+    while progress.step < spec.steps and not stopped_early:
+        step = progress.step
+        nll_total, grad_norm, learning_rate = 0.0, None, None
+        extras: dict[str, float] = {}
+        for micro in range(spec.grad_accum):
+            batch = train_blocks[order(step * spec.grad_accum + micro)].to(device)
+            with accelerator.accumulate(model):
+                nll, _ = token_nll(model, batch)
+                loss = nll / tokens_per_step
+                if (
+                    trainable.extra_loss is not None
+                ):  # a share per micro-batch: once per step in all
+                    aux, extras = trainable.extra_loss()
+                    loss = loss + aux / spec.grad_accum
+                if not torch.isfinite(loss.detach()):
+                    raise TrainingError(
+                        f"phase {ctx.name}: the training loss became {float(loss.detach())} at "
+                        f"step {step + 1} (micro-batch {micro + 1} of {spec.grad_accum}); lower "
+                        f"the learning rate (now {spec.learning_rate}) or check the new rows' "
+                        "initialisation"
+                    )
+                # accelerate divides by the accumulation steps; the loss is already a share of the mean
+                accelerator.backward(loss * spec.grad_accum)
+                nll_total += float(nll.detach())
+                if accelerator.sync_gradients:
+                    learning_rate = optimizer.param_groups[0]["lr"]  # the rate this step uses
+                    if spec.max_grad_norm > 0:
+                        norm = accelerator.clip_grad_norm_(trainable.params, spec.max_grad_norm)
+                        grad_norm = float(norm)
+                    optimizer.step()
+                    scheduler.step()
+                    optimizer.zero_grad(set_to_none=True)
+        progress.step = step = step + 1
+        train_loss = nll_total / tokens_per_step
+        progress.window_sum += train_loss
+        progress.window_steps += 1
+        history.add(
+            {
+                "step": step,
+                "kind": "train",
+                "train_loss": train_loss,
+                "learning_rate": learning_rate,
+                "grad_norm": grad_norm,
+                "elapsed_s": round(time.monotonic() - started, 3),
+                **extras,
+            }
+        )
+        bar.update(1)
+        bar.set_postfix(loss=f"{train_loss:.4f}")
+
+        at_end = step >= spec.steps
+        due_save = not spec.save_every or step % spec.save_every == 0
+        if at_end or (spec.eval_every and step % spec.eval_every == 0):
+            metrics = {"train_loss": progress.window_sum / progress.window_steps, **validate()}
+            progress.window_sum, progress.window_steps = 0.0, 0
+            history.add({"step": step, "kind": "eval", **metrics})
+            ctx.events.evaluation(step, metrics)
+            last_eval = metrics
+            if not progress.improved(metrics["val_loss"]):
+                stopped_early = spec.patience is not None and progress.bad_evals >= spec.patience
+            if due_save or at_end or stopped_early:
+                last_saved = save(metrics["val_loss"])
+        elif spec.save_every and due_save:
+            last_saved = save(None)
+    bar.close()
+
+    if last_eval is None:  # resumed at the very end: evaluate what was restored
+        last_eval = {"train_loss": None, **validate()}
+    last = ckpt.list_checkpoints(root)
+    return LoopOutcome(
+        metrics=last_eval,
+        history=history.rows,
+        step=progress.step,
+        stopped_early=stopped_early,
+        best_checkpoint=ckpt.best_checkpoint(root),
+        last_checkpoint=last_saved or (last[-1] if last else None),
+        resumed_from=resumed_from,
+    )
+
+
+def _check_reload(
+    ctx: PhaseContext,
+    model: Any,
+    val_blocks: Any,
+    val_bytes: list[int],
+    device: Any,
+    path: Path,
+    saved: float,
+) -> None:
+    """A restored checkpoint must reproduce the validation loss it was saved with."""
+    spec = ctx.train
+    again = evaluate(
+        model, val_blocks, val_bytes, spec.batch_size, len(ctx.tokenizer), spec.eval_batches, device
+    )
+    if abs(again["val_loss"] - saved) > 1e-3 * max(1.0, abs(saved)):
+        raise TrainingError(
+            f"{path}: the restored rows give validation loss {again['val_loss']:.6f}, but the "
+            f"checkpoint was saved at {saved:.6f}; the model it is applied to is not the one it "
+            "was trained on"
+        )

@@ -1,0 +1,208 @@
+"""Train only the new embedding rows: wrappers that keep them as separate fp32 parameters.
+
+The frozen input matrix and output head keep every base row; the new rows live in their own
+``nn.Parameter`` objects, so an optimiser built on them holds state for nothing else and its
+weight decay cannot reach a base row. :func:`attach_rows` installs the wrappers on a model,
+:func:`detach_rows` writes the trained rows back and restores the original modules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
+
+def _slot_table(new_ids: torch.Tensor, n_rows: int) -> torch.Tensor:
+    """``table[id]`` is the index of ``id`` among the new rows, or -1 for a base row."""
+    table = torch.full((n_rows,), -1, dtype=torch.long)
+    table[new_ids] = torch.arange(len(new_ids))
+    return table
+
+
+def _contiguous_span(new_ids: torch.Tensor) -> tuple[int, int] | None:
+    first = int(new_ids[0])
+    if torch.equal(new_ids, torch.arange(first, first + len(new_ids))):
+        return first, first + len(new_ids)
+    return None
+
+
+class RowEmbedding(nn.Module):
+    """Input embedding: base rows from the frozen module, new rows from ``rows`` (fp32)."""
+
+    def __init__(self, base: nn.Module, new_ids: torch.Tensor, rows: nn.Parameter):
+        super().__init__()
+        self.base = base
+        self.rows = rows
+        self.register_buffer("slots", _slot_table(new_ids, base.weight.shape[0]), persistent=False)
+        # scaled embeddings (Gemma 3) multiply inside forward; apply the same scale to new rows
+        self.scale = getattr(base, "embed_scale", None)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The frozen matrix (its new rows are stale until :func:`detach_rows`)."""
+        return self.base.weight
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        out = self.base(input_ids)
+        slots = self.slots[input_ids]
+        is_new = slots >= 0
+        if not bool(is_new.any()):
+            return out
+        new = F.embedding(slots.clamp(min=0), self.rows)
+        if self.scale is not None:
+            new = (
+                new * self.scale.to(new.dtype) if torch.is_tensor(self.scale) else new * self.scale
+            )
+        return torch.where(is_new.unsqueeze(-1), new.to(out.dtype), out)
+
+
+class RowHead(nn.Module):
+    """Output head: base logits from the frozen matrix (no weight gradient), new logits from
+    ``rows`` in fp32, put together in id order. Returns fp32 logits."""
+
+    def __init__(self, base: nn.Module, new_ids: torch.Tensor, rows: nn.Parameter):
+        super().__init__()
+        self.base = base
+        self.rows = rows
+        self.span = _contiguous_span(new_ids)
+        self.register_buffer("new_ids", new_ids.clone(), persistent=False)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.base.weight
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        weight = self.base.weight
+        bias = getattr(self.base, "bias", None)
+        new_bias = None if bias is None else bias[self.new_ids].float()
+        new = F.linear(hidden.float(), self.rows, new_bias)
+        if self.span is None:  # scattered ids: compute every base logit, then overwrite
+            logits = F.linear(hidden, weight, bias).float()
+            return logits.index_copy(-1, self.new_ids, new)
+        lo, hi = self.span  # contiguous ids: never compute logits for the stale rows
+        parts = []
+        if lo > 0:
+            parts.append(F.linear(hidden, weight[:lo], None if bias is None else bias[:lo]).float())
+        parts.append(new)
+        if hi < weight.shape[0]:
+            parts.append(F.linear(hidden, weight[hi:], None if bias is None else bias[hi:]).float())
+        return torch.cat(parts, dim=-1) if len(parts) > 1 else new
+
+
+@dataclass
+class RowHandles:
+    """The trainable new rows installed on a model, and what is needed to take them off."""
+
+    new_ids: list[int]
+    input_rows: nn.Parameter
+    output_rows: nn.Parameter | None  # separate output rows (untied head); None when tied
+    original_input: nn.Module
+    original_output: nn.Module | None
+    requires_grad: dict[str, bool] = field(default_factory=dict)
+
+    def parameters(self) -> list[nn.Parameter]:
+        """The trainable tensors, input rows first."""
+        return [self.input_rows] + ([self.output_rows] if self.output_rows is not None else [])
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        """Copies of the trainable tensors (fp32, CPU) with the ids, for checkpoints."""
+        tensors = {
+            "ids": torch.tensor(self.new_ids, dtype=torch.long),
+            "input": self.input_rows.detach().float().cpu().clone(),
+        }
+        if self.output_rows is not None:
+            tensors["output"] = self.output_rows.detach().float().cpu().clone()
+        return tensors
+
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Restore rows saved by :meth:`state_tensors`; the ids must match."""
+        if tensors["ids"].tolist() != self.new_ids:
+            raise ValueError("the saved rows belong to different token ids")
+        with torch.no_grad():
+            self.input_rows.copy_(tensors["input"])
+            if self.output_rows is not None:
+                if "output" not in tensors:
+                    raise ValueError("the saved rows have no output rows but the head is untied")
+                self.output_rows.copy_(tensors["output"])
+
+
+def unique_new_ids(new_ids: list[int]) -> list[int]:
+    """Sorted distinct ids (an injection may list an id once per word spelling)."""
+    return sorted({int(i) for i in new_ids})
+
+
+def attach_rows(model: PreTrainedModel, new_ids: list[int], tied: bool) -> RowHandles:
+    """Freeze every parameter of ``model`` and install trainable fp32 copies of the new rows.
+
+    With ``tied`` the head's new logits come from the input rows; otherwise the head's own new
+    rows train as a second parameter. Undo with :func:`detach_rows`.
+    """
+    ids = unique_new_ids(new_ids)
+    if not ids:
+        raise ValueError("no new token ids to train")
+    embed = model.get_input_embeddings()
+    head = model.get_output_embeddings()
+    n_rows = embed.weight.shape[0]
+    if ids[0] < 0 or ids[-1] >= n_rows:
+        raise ValueError(
+            f"new ids run from {ids[0]} to {ids[-1]} but the embedding has {n_rows} rows"
+        )
+    requires_grad = {name: p.requires_grad for name, p in model.named_parameters()}
+    for p in model.parameters():
+        p.requires_grad_(False)
+    index = torch.tensor(ids, dtype=torch.long)
+    device = embed.weight.device
+    input_rows = nn.Parameter(embed.weight.detach()[index.to(device)].float().clone())
+    output_rows = None
+    if head is not None and not tied:
+        output_rows = nn.Parameter(
+            head.weight.detach()[index.to(head.weight.device)].float().clone()
+        )
+    model.set_input_embeddings(RowEmbedding(embed, index.to(device), input_rows))
+    if head is not None:
+        rows = output_rows if output_rows is not None else input_rows
+        model.set_output_embeddings(RowHead(head, index.to(head.weight.device), rows))
+    return RowHandles(ids, input_rows, output_rows, embed, head, requires_grad)
+
+
+def write_rows(
+    model: PreTrainedModel,
+    handles: RowHandles,
+    input_matrix: torch.Tensor | None = None,
+    output_matrix: torch.Tensor | None = None,
+) -> None:
+    """Copy the trained rows into the model's matrices; base rows are not touched."""
+    input_matrix = handles.original_input.weight if input_matrix is None else input_matrix
+    if output_matrix is None and handles.original_output is not None:
+        output_matrix = handles.original_output.weight
+    with torch.no_grad():
+        index = torch.tensor(handles.new_ids, dtype=torch.long, device=input_matrix.device)
+        input_matrix[index] = handles.input_rows.detach().to(
+            input_matrix.device, input_matrix.dtype
+        )
+        if output_matrix is not None and output_matrix is not input_matrix:
+            source = handles.output_rows if handles.output_rows is not None else handles.input_rows
+            index = index.to(output_matrix.device)
+            output_matrix[index] = source.detach().to(output_matrix.device, output_matrix.dtype)
+
+
+def detach_rows(
+    model: PreTrainedModel, handles: RowHandles, write_back: bool = True
+) -> PreTrainedModel:
+    """Write the rows back (unless ``write_back`` is false), restore the original embedding
+    modules and the parameters' ``requires_grad`` flags; returns the plain model."""
+    if write_back:
+        write_rows(model, handles)
+    model.set_input_embeddings(handles.original_input)
+    if handles.original_output is not None:
+        model.set_output_embeddings(handles.original_output)
+    for name, p in model.named_parameters():
+        p.requires_grad_(handles.requires_grad.get(name, False))
+    return model
