@@ -103,6 +103,16 @@ def test_gemma2_loads_with_eager_attention(stand_ins):
     assert loaded.model.config._attn_implementation == "eager"
 
 
+def test_a_4bit_phi3_keeps_its_fused_lora_targets(stand_ins):
+    bnb = pytest.importorskip("bitsandbytes")
+    family = get_registry().create("model", "phi3", {"preset": "phi-3.5-mini"})
+    loaded = family.load(request(str(stand_ins["phi3"]), dtype="bfloat16", quantization="nf4"))
+    assert loaded.lora_targets == ("qkv_proj", "o_proj", "gate_up_proj", "down_proj")
+    assert isinstance(loaded.model.model.layers[0].self_attn.qkv_proj, bnb.nn.Linear4bit)
+    assert not any("suggests" in note for note in loaded.notes[:-1])
+    assert "asks for bfloat16, nf4" in loaded.notes[-1]  # the preset suggests float16
+
+
 def test_a_tied_llama_stays_tied(tmp_path):
     directory = build_tiny_family(tmp_path / "llama-tied", "llama", tied=True)
     loaded = get_registry().create("model", "llama", {}).load(request(str(directory)))
@@ -269,13 +279,18 @@ def test_a_model_recipe_runs_on_a_local_stand_in(cli, stand_ins, tmp_path):
         "model.dtype=float32",
         "model.quantization=none",
         "data.seq_len=32",
-        "phases[0].steps=2",
-        "phases[0].warmup_steps=1",
-        "phases[0].eval_every=1",
-        "phases[1].steps=2",
-        "phases[1].warmup_steps=1",
-        "phases[1].eval_every=1",
     ]
+    for i in (0, 1):  # two optimiser steps, one micro-batch each, a small final evaluation
+        overrides += [
+            f"phases[{i}].{key}"
+            for key in (
+                "steps=2",
+                "warmup_steps=1",
+                "grad_accum=1",
+                "eval_every=0",
+                "eval_batches=2",
+            )
+        ]
     args = [a for o in overrides for a in ("--set", o)]
     recipe = str(REPO / "recipes" / "models" / "qwen2.5-14b.toml")
     result = cli("run", recipe, *args, "--output-dir", str(run_dir))

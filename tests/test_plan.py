@@ -287,3 +287,31 @@ def test_a_sequence_longer_than_the_model_is_noted():
     recipe = load_recipe(MODELS / "gpt2.toml", ["data.seq_len=2048"])
     notes = plan_recipe(recipe, new_tokens=10).notes
     assert "data.seq_len 2048 exceeds the model's 1024 positions" in notes
+
+
+def test_nf4_constant_matches_what_bitsandbytes_stores(tmp_path):
+    """The loader's 4-bit layers hold NF4_BYTES per weight; embeddings and head stay 16-bit."""
+    bnb = pytest.importorskip("bitsandbytes")
+    import torch
+
+    from wake2vec.modeling import load_pretrained
+    from wake2vec.plan import NF4_BYTES
+
+    directory = build_tiny_family(tmp_path / "llama", "llama")
+    model = load_pretrained(
+        str(directory),
+        family="llama",
+        dtype="bfloat16",
+        quantization="nf4",
+        trust_remote_code=False,
+    ).model
+    stored = weights = 0
+    for module in model.modules():
+        if isinstance(module, bnb.nn.Linear4bit):
+            state = module.weight.quant_state
+            stored += module.weight.numel() * module.weight.element_size()
+            stored += state.absmax.numel() * state.absmax.element_size()
+            weights += state.shape.numel()
+    assert weights > 0 and stored / weights == pytest.approx(NF4_BYTES)
+    assert model.get_input_embeddings().weight.dtype == torch.bfloat16
+    assert not isinstance(model.get_output_embeddings(), bnb.nn.Linear4bit)

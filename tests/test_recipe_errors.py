@@ -49,7 +49,8 @@ CASES = [
     ("empty-phase-list", [], ["phases=[]"],
      ["phases: List should have at least 1 item after validation, not 0"]),
     ("unknown-phase-strategy", [('strategy = "embed-only"', 'strategy = "embed-onli"')], [],
-     ["phases[0].strategy: unknown phase 'embed-onli'; did you mean 'embed-only'? (available: embed-only)"]),
+     ["phases[0].strategy: unknown phase 'embed-onli'; did you mean 'embed-only'? "
+      "(available: embed-only, lora, morpheme-alignment)"]),
     ("bad-set-path-index", [], ["phases[2].steps=5"],
      ["phases[2].steps: phases has 1 entry ('phases[2].steps=5')"]),
     ("bad-set-path-scalar", [], ["run.seed.value=5"],
@@ -66,7 +67,8 @@ CASES = [
     ("several-at-once", [('seed = 7', 'seed = -1'), ("alpha = 0.25", "alpha = 0.9"),
                           ("family = \"demo\"", "family = \"dem\"")], [],
      ["run.seed: Input should be greater than or equal to 0 (got -1)",
-      "model.family: unknown model 'dem'; did you mean 'demo'? (available: auto, demo)",
+      "model.family: unknown model 'dem'; did you mean 'demo'? "
+      "(available: auto, demo, gemma2, gpt2, llama, mistral, phi3, qwen2)",
       "injection.initializer.params.alpha: Input should be less than or equal to 0.5 (got 0.9)"]),
     ("model-path-missing", [('family = "demo"', 'name = "./no-such-model"')], [],
      ["model.name: directory not found: @TMP@/no-such-model"]),

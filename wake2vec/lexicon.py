@@ -66,7 +66,7 @@ def load_lexicon(path: str | Path, encoding: str = "utf-8") -> LexiconLoad:
     seen: set[str] = set()
     rejected: list[tuple[int, str, str]] = []
     duplicates = 0
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(text.split("\n"), start=1):
         entry = line.strip()
         if not entry or entry.startswith("#"):
             continue

@@ -109,7 +109,7 @@ def _read_morpheme_csv(path: Path) -> tuple[dict[str, list[str]], dict[str, list
 
 
 def _jsonl_records(path: Path, what: str) -> Iterable[tuple[int, dict[str, Any]]]:
-    for number, line in enumerate(_read_text(path, what).splitlines(), start=1):
+    for number, line in enumerate(_read_text(path, what).split("\n"), start=1):
         if not line.strip():
             continue
         try:

@@ -455,8 +455,9 @@ def plan_recipe(
     new_tokens: int | None = None,
     gradient_checkpointing: bool = False,
 ) -> Plan:
-    """Estimate every phase of ``recipe`` on ``gpu``. A phase counts as checkpointed when
-    ``gradient_checkpointing`` is set or its params say ``gradient_checkpointing = true``."""
+    """Estimate every phase of ``recipe`` on ``gpu``. A phase whose strategy name contains
+    "lora" trains adapters (rows frozen); any other phase trains the new rows. A phase counts as
+    checkpointed when ``gradient_checkpointing`` is set or its params say so."""
     if gpu not in GPUS:
         raise UserInputError(f"unknown GPU {gpu!r} (choose from {', '.join(GPUS)})")
     facts, notes = model_facts(recipe)

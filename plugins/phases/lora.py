@@ -86,7 +86,7 @@ class Lora(PhaseStrategy):
 
         def state_tensors() -> dict[str, torch.Tensor]:
             return {k: v.detach().cpu().clone().contiguous()
-                    for k, v in get_peft_model_state_dict(model).items()}
+                    for k, v in get_peft_model_state_dict(model, save_embedding_layers=False).items()}
 
         def load_state_tensors(tensors: dict[str, torch.Tensor]) -> None:
             set_peft_model_state_dict(model, tensors)

@@ -36,15 +36,21 @@ class Wake2vecGroup(click.Group):
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self._plugin_commands_loaded = False
+        self._commands_from: object | None = None  # the Plugins whose commands are installed
+        self._plugin_commands: set[str] = set()
 
     def _load_plugin_commands(self) -> None:
-        if self._plugin_commands_loaded:
-            return
-        self._plugin_commands_loaded = True
         from wake2vec.plugins import get_plugins
 
-        get_plugins().hook.wake2vec_register_commands(cli=self)
+        plugins = get_plugins()
+        if plugins is self._commands_from:
+            return
+        for name in self._plugin_commands:  # plugins were reloaded: drop the old ones' commands
+            self.commands.pop(name, None)
+        before = set(self.commands)
+        plugins.hook.wake2vec_register_commands(cli=self)
+        self._plugin_commands = set(self.commands) - before
+        self._commands_from = plugins
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         self._load_plugin_commands()
