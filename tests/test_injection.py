@@ -435,3 +435,43 @@ def test_unsupported_pipelines_are_refused_not_silently_broken(tmp_path):
         WholeWord().inject(odd, ["riverrun"])
     with pytest.raises(UserInputError, match="fast"):
         WholeWord().inject(object(), ["riverrun"])
+
+
+def test_new_ids_on_padding_rows_without_resizing(tmp_path):
+    """Qwen-style: more rows than tokenizer entries, and a lexicon small enough to fit in them."""
+    import torch
+    from wake2vec_plugins.initializers.basic import Spherical
+
+    tok = build_tokenizer("byte-level", tmp_path)
+    injection = WholeWord(WholeWord.Params(skip_single_token=False)).inject(
+        tok, ["riverrun", "hore"]
+    )
+    model = tiny_llama(len(tok) + 30, tied=True)
+    padding_before = model.get_input_embeddings().weight.detach()[len(tok) :].clone()
+    summary = apply_injection(
+        model,
+        injection,
+        Spherical(),
+        base_ids=list(range(len(tok))),
+        morphology=None,
+        seed=0,
+        tied=True,
+    )
+    weight = model.get_input_embeddings().weight.detach()
+    assert summary["rows_after"] == summary["rows_before"] == len(tok) + 30
+    assert summary["new_rows_on_former_padding"] == 4
+    for new_id in injection.ids:
+        assert not torch.equal(weight[new_id], padding_before[new_id - len(tok)])
+    assert torch.equal(weight[len(tok) + 4 :], padding_before[4:])  # unused padding rows untouched
+
+
+def test_reload_beside_a_model_config_keeps_the_pipeline(injected, tmp_path):
+    from transformers import Qwen2Config
+    from wake2vec_plugins.injectors.whole_word import load_injected_tokenizer
+
+    kind, base, injection = injected
+    Qwen2Config().save_pretrained(tmp_path)  # transformers would force Qwen2Tokenizer here
+    injection.tokenizer.save_pretrained(tmp_path)
+    again = load_injected_tokenizer(tmp_path)
+    text = "x riverrun (générations) riverrun, where shore"
+    assert again(text)["input_ids"] == injection.tokenizer(text)["input_ids"]

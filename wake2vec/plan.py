@@ -62,10 +62,6 @@ LOGIT_COPIES = 3
 DEFAULT_NEW_TOKENS = 45_000
 """The study's lexicon size, used when the recipe's lexicon cannot be read."""
 
-IDS_PER_WORD: dict[str, int] = {"whole-word": 2}
-"""Ids per lexicon word for injectors that do not declare ``ids_per_word``: whole-word adds a
-space form and a bare form of each word, each its own trained row."""
-
 DEFAULT_LORA_RANK = 8
 
 MIN_SEQ_LEN = 64
@@ -419,7 +415,7 @@ def _tokenizer_entries(directory: Path) -> int | None:
 
 def ids_per_word(injector: str) -> int:
     """New token ids (and so embedding rows) the injector gives each word: its class's
-    ``ids_per_word`` when it declares one, else ``IDS_PER_WORD`` or 1."""
+    ``ids_per_word`` when it declares one, else 1."""
     from wake2vec.errors import UnknownNameError
     from wake2vec.registry import get_registry
 
@@ -428,7 +424,7 @@ def ids_per_word(injector: str) -> int:
     except UnknownNameError:
         impl = None
     declared = getattr(impl, "ids_per_word", None)
-    return int(declared) if isinstance(declared, int) else IDS_PER_WORD.get(injector, 1)
+    return int(declared) if isinstance(declared, int) else 1
 
 
 def count_new_tokens(recipe: Recipe) -> tuple[int, str]:

@@ -130,7 +130,8 @@ def prepare(recipe: Recipe, registry: Registry, cache_dir: Path) -> Prepared:
     injection = injector.inject(loaded.tokenizer, lexicon.words)
     summary = apply_injection(loaded.model, injection, initializer,
                               base_ids=list(range(len(base_tokenizer))),
-                              morphology=morphology, seed=seed, tied=loaded.tied)
+                              morphology=morphology, seed=seed, tied=loaded.tied,
+                              base_tokenizer=base_tokenizer)
     report = verify_injection(base_tokenizer, injection.tokenizer, injection, text)
     report["lexicon"] = {"file": str(data.lexicon), "entries": len(lexicon.words),
                          "duplicates": lexicon.duplicates,

@@ -39,7 +39,9 @@ Transformers 5 rebuilds the normaliser, pre-tokenizer and decoder of Llama, GPT-
 named tokenizer classes from its own defaults when it loads them, which would silently drop
 this pipeline; the injected tokenizer is therefore saved and reloaded as the generic
 ``PreTrainedTokenizerFast``, which loads ``tokenizer.json`` as written. The returned tokenizer
-is that reloaded one, so what a run saves behaves exactly as what it trained with.
+is that reloaded one, so what a run saves behaves exactly as what it trained with. Reload a
+saved one with ``load_injected_tokenizer`` (``AutoTokenizer`` works too unless a
+``config.json`` of a model type such as qwen2 sits in the same directory).
 """
 
 from __future__ import annotations
@@ -86,6 +88,7 @@ class WholeWord(Injector):
     """Each lexicon word becomes one new id as a whole word (start, after space, newline or punctuation)."""
 
     name: ClassVar[str] = "whole-word"
+    ids_per_word: ClassVar[int] = 2  # a space-absorbing form and a bare form (memory planning)
 
     class Params(Params):
         min_length: int = Field(1, ge=1, description="words shorter than this are rejected")
@@ -258,6 +261,17 @@ def _wrap(base: PreTrainedTokenizerBase, backend: Tokenizer) -> PreTrainedTokeni
         for name in ("vocab.json", "merges.txt", "tokenizer.model", "added_tokens.json"):
             Path(tmp, name).unlink(missing_ok=True)
         return PreTrainedTokenizerFast.from_pretrained(tmp)
+
+
+def load_injected_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
+    """Reload a tokenizer saved after injection exactly as it was saved.
+
+    ``AutoTokenizer`` does the same for a directory holding only the tokenizer, but when a
+    ``config.json`` sits beside it transformers may force the model type's own class (it does
+    for ``qwen2``), which rebuilds the pipeline and drops the whole-word steps."""
+    from transformers import PreTrainedTokenizerFast
+
+    return PreTrainedTokenizerFast.from_pretrained(str(path))
 
 
 @hookimpl
