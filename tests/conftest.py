@@ -75,6 +75,9 @@ class FakeDistributions:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(textwrap.dedent(source))
             self._modules.append(module)
+        import importlib
+
+        importlib.invalidate_caches()  # the finder caches directory listings
         return info
 
     def cleanup(self) -> None:

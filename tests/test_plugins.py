@@ -193,3 +193,38 @@ def test_registering_a_class_of_the_wrong_kind_is_refused(cli, fake_dists):
     assert result.exit_code == 1
     assert "plugin wrong (wake2vec-wrong 0.1) registered" in result.output
     assert "does not derive from Initializer" in result.output
+
+
+@pytest.mark.slow
+def test_third_party_plugin_runs_in_a_real_recipe(cli, fake_dists, monkeypatch, tmp_path):
+    install_example(fake_dists, monkeypatch)
+    recipe = write_recipe(tmp_path / "example.toml", """\
+        # Run the example plugin's model family and initialiser: wake2vec run example.toml
+        [run]
+        name = "example-plugin"
+        [model]
+        family = "example-one-layer"
+        [data]
+        corpus = "@DATA@/demo_corpus.txt"
+        lexicon = "@DATA@/demo_lexicon.txt"
+        seq_len = 32
+        [injection]
+        initializer = { name = "example-noisy-mean", params = { noise = 0.2 } }
+        [[phases]]
+        strategy = "embed-only"
+        steps = 3
+        learning_rate = 1e-3
+        [analysis]
+        metrics = ["norms"]
+    """)
+    out = tmp_path / "run"
+    result = cli("run", str(recipe), "--output-dir", str(out))
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["model"]["family"] == "example-one-layer"
+    assert {"plugin": "example", "distribution": "wake2vec-example", "version": "0.1.0",
+            "builtin": False} in manifest["plugins"]
+    config = json.loads((out / "final" / "model" / "config.json").read_text())
+    assert config["num_hidden_layers"] == 1
+    injection = json.loads((out / "injection.json").read_text())
+    assert injection["embedding"]["initializer"] == "example-noisy-mean"

@@ -1,0 +1,198 @@
+"""Shared pieces of the benchmarks: paths, English-like text, locally trained tokenizers, the
+result rows every benchmark writes and the command line every benchmark script accepts."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+LEXICON = REPO.parent / "shared" / "data" / "wake_lexicon.txt"
+SKIPPED = 3  # exit status of a benchmark that could not run (missing data), not a failure
+
+
+@dataclass
+class Row:
+    """One measured number: what it is, its value, the target it is held to and whether it is met."""
+
+    benchmark: str
+    measure: str
+    value: Any
+    unit: str = ""
+    target: str = ""  # e.g. "< 10 s", "== 0", "" for a number reported without a target
+    met: bool | None = None  # None: no target
+
+
+@dataclass
+class Report:
+    """What a benchmark script writes: its rows, free-form details and how it ran."""
+
+    benchmark: str
+    quick: bool
+    rows: list[Row] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+    skipped: str | None = None
+
+    def add(
+        self, measure: str, value: Any, unit: str = "", target: str = "", met: bool | None = None
+    ) -> Row:
+        row = Row(self.benchmark, measure, value, unit, target, met)
+        self.rows.append(row)
+        shown = f"{value:.3f}" if isinstance(value, float) else str(value)
+        verdict = "" if met is None else ("  met" if met else "  NOT MET")
+        print(f"  {measure}: {shown} {unit}".rstrip() + (f"  (target {target}){verdict}" if target else ""))
+        sys.stdout.flush()
+        return row
+
+    def write(self, path: str | None) -> None:
+        self.details.setdefault(
+            "peak_rss_mib_self", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        )
+        if path:
+            payload = {
+                "benchmark": self.benchmark,
+                "quick": self.quick,
+                "skipped": self.skipped,
+                "rows": [asdict(r) for r in self.rows],
+                "details": self.details,
+            }
+            Path(path).write_text(json.dumps(payload, indent=2, default=str), encoding="utf-8")
+
+
+def parse_args(description: str, argv: list[str] | None = None) -> argparse.Namespace:
+    """The options every benchmark script takes: ``--quick`` and ``--json PATH``."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
+    parser.add_argument("--json", metavar="PATH", help="write the report as JSON here")
+    return parser.parse_args(argv)
+
+
+@contextmanager
+def timer() -> Iterator[dict[str, float]]:
+    """``with timer() as t: ...`` then ``t["s"]`` holds the wall-clock seconds."""
+    box: dict[str, float] = {}
+    started = time.perf_counter()
+    try:
+        yield box
+    finally:
+        box["s"] = time.perf_counter() - started
+
+
+def cpu_facts() -> dict[str, Any]:
+    """CPU count (usable and total), model name, load average: for the JSON and the README."""
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {
+        "cpu_count": os.cpu_count(),
+        "cpu_usable": usable,
+        "cpu_model": model,
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+    }
+
+
+# --------------------------------------------------------------------------- English-like text
+
+
+def english_words(count: int) -> tuple[list[str], list[float]]:
+    """The ``count`` most frequent English words (wordfreq) and their cumulative frequencies
+    (``random.choices(words, cum_weights=...)``)."""
+    from itertools import accumulate
+
+    from wordfreq import top_n_list, word_frequency
+
+    words = [w for w in top_n_list("en", count) if w.isalpha()]
+    return words, list(accumulate(word_frequency(w, "en") for w in words))
+
+
+_PUNCT = [",", ",", ",", ";", ":", " --", ""]
+
+
+def english_sentence(rng: random.Random, words: list[str], cumulative: list[float]) -> str:
+    """A sentence of 6-18 frequency-weighted words with some punctuation, capitalised."""
+    picked = rng.choices(words, cum_weights=cumulative, k=rng.randint(6, 18))
+    out = []
+    for n, w in enumerate(picked):
+        out.append(w)
+        if n + 1 < len(picked) and rng.random() < 0.08:
+            out[-1] += rng.choice(_PUNCT)
+    text = " ".join(out)
+    return text[0].upper() + text[1:] + rng.choice(".....?!")
+
+
+def english_text(chars: int, seed: int = 0, vocabulary: int = 30000) -> str:
+    """About ``chars`` characters of English-like prose (frequency-weighted words, sentences,
+    paragraphs, quotes), for training tokenizers."""
+    rng = random.Random(seed)
+    words, cumulative = english_words(vocabulary)
+    lines, size = [], 0
+    while size < chars:
+        para = " ".join(english_sentence(rng, words, cumulative) for _ in range(rng.randint(2, 6)))
+        if rng.random() < 0.2:
+            para = f'"{para}" {rng.choice(["she said", "he asked", "they answered"])}.'
+        lines.append(para)
+        size += len(para) + 1
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- tokenizers
+
+
+def _vocab_and_merges(tokenizer: Any) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    model = json.loads(tokenizer.to_str())["model"]
+    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in model["merges"]]
+    return model["vocab"], merges
+
+
+def train_spm_tokenizer(directory: Path, text: str, vocab_size: int) -> Any:
+    """A Llama-style tokenizer (Metaspace ``▁``, BPE with byte fallback, BOS) trained on ``text``,
+    saved with save_pretrained and loaded back with AutoTokenizer, as a hub model's would be."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import AutoTokenizer, LlamaTokenizer
+
+    raw = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True))
+    raw.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first", split=True)
+    specials = ["<unk>", "<s>", "</s>"] + [f"<0x{i:02X}>" for i in range(256)]
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False)
+    raw.train_from_iterator(text.splitlines(), trainer)
+    vocab, merges = _vocab_and_merges(raw)
+    LlamaTokenizer(vocab=vocab, merges=merges, add_bos_token=True).save_pretrained(directory)
+    return AutoTokenizer.from_pretrained(directory)
+
+
+def train_byte_level_tokenizer(directory: Path, text: str, vocab_size: int) -> Any:
+    """A GPT-2-style byte-level BPE tokenizer trained on ``text`` (saved and reloaded)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import AutoTokenizer, GPT2Tokenizer
+
+    raw = Tokenizer(models.BPE())
+    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=["<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    raw.train_from_iterator(text.splitlines(), trainer)
+    vocab, merges = _vocab_and_merges(raw)
+    GPT2Tokenizer(vocab=vocab, merges=merges).save_pretrained(directory)
+    return AutoTokenizer.from_pretrained(directory)
+
+
+TOKENIZERS = {"spm": train_spm_tokenizer, "byte-level": train_byte_level_tokenizer}
