@@ -27,6 +27,7 @@ TARGET_S = 10.0
 FULL = {"vocab": {"spm": 32000, "byte-level": 32000}, "train_chars": 4_000_000, "text_bytes": 1_500_000}
 QUICK = {"vocab": {"spm": 1200, "byte-level": 1200}, "train_chars": 60_000, "text_bytes": 30_000}
 QUICK_WORDS = 400
+LEXICON_SHARE = 0.5  # share of the words in the report text that come from the lexicon
 
 # How a lexicon word is placed: (text before it, text after it). A leading "" puts it at the
 # start of a line; " " after an ordinary word; the others after punctuation or a quote.
@@ -37,7 +38,7 @@ _AFTER = ["", "", "", ",", ".", ";", ":", "!", "?", '"', ")", "'s", "-"]
 def mixed_text(lexicon: list[str], target_bytes: int, seed: int = 1) -> str:
     """Lines mixing ordinary English words and lexicon words. Every lexicon word appears once
     after a space and once at a line start or after punctuation/a quote (while the size allows),
-    then the rest of the text draws words at random. Lexicon words are about 40% of the words."""
+    then the rest of the text draws words at random. Lexicon words are about half of the words."""
     rng = random.Random(seed)
     words, cumulative = english_words(20000)
     order = lexicon[:]
@@ -57,7 +58,7 @@ def mixed_text(lexicon: list[str], target_bytes: int, seed: int = 1) -> str:
     while size < target_bytes:
         parts: list[str] = []
         for position in range(rng.randint(6, 16)):
-            if rng.random() < 0.4:
+            if rng.random() < LEXICON_SHARE:
                 word, form = next_word()
                 if form == "bare":
                     before = "" if position == 0 else " " + rng.choice(_BEFORE[4:]).strip()

@@ -175,7 +175,7 @@ def build_lexicon(
     *,
     min_length: int = 5,
     min_count: int = 2,
-    zipf_ceiling: float = 1.5,
+    zipf_ceiling: float = 3.0,
     stopwords: Iterable[str] = DEFAULT_STOPWORDS,
     keep_fragments: bool = False,
     fragment_max_extra: int = 2,
