@@ -48,7 +48,7 @@ class Report:
     ) -> Row:
         row = Row(self.benchmark, measure, value, unit, target, met)
         self.rows.append(row)
-        shown = f"{value:.3f}" if isinstance(value, float) else str(value)
+        shown = f"{value:.4g}" if isinstance(value, float) else str(value)
         verdict = "" if met is None else ("  met" if met else "  NOT MET")
         print(f"  {measure}: {shown} {unit}".rstrip() + (f"  (target {target}){verdict}" if target else ""))
         sys.stdout.flush()

@@ -146,6 +146,7 @@ class PhaseContext:
     morphology: Morphology | None = None
     regularizers: list[tuple[Regularizer, float]] = field(default_factory=list)
     new_words: list[str] = field(default_factory=list)
+    hand_on: str = "last"  # "best" or "last": which state the phase leaves for what follows
 
 
 @dataclass

@@ -179,7 +179,8 @@ def _run_steps(recipe: Recipe, run: RunDir, info: RunInfo, registry: Registry, h
             train=spec, data=bundle, out_dir=phase_dir, seed=seed,
             resume=resume and record.get("status") in ("running", "failed", "interrupted"),
             events=None, morphology=morphology, regularizers=regularizers,
-            new_words=list(injection.words))
+            new_words=list(injection.words),
+            hand_on=recipe.phases[index + 1].start_from if index + 1 < len(recipe.phases) else "best")
         rows_file = phase_dir / "new_rows.safetensors"
         if resume and record.get("status") == "completed" and rows_file.is_file():
             model = strategy.restore(ctx)

@@ -298,12 +298,21 @@ def train(ctx: PhaseContext, model: torch.nn.Module, trainable: Trainable) -> Lo
     if last_eval is None:  # resumed at the very end: evaluate what was restored
         last_eval = {"train_loss": None, **validate()}
     last = ckpt.list_checkpoints(root)
+    best = ckpt.best_checkpoint(root)
+    last_eval = dict(last_eval, handed_on="last", handed_on_step=progress.step)
+    if ctx.hand_on == "best" and best is not None and best != (last_saved or (last[-1] if last else None)):
+        from safetensors.torch import load_file
+
+        best_state = ckpt.read_state(best)
+        trainable.load_state_tensors(load_file(str(best / "trainable.safetensors")))
+        last_eval.update(handed_on="best", handed_on_step=best_state["progress"]["step"],
+                         handed_on_val_loss=best_state.get("val_loss"))
     return LoopOutcome(
         metrics=last_eval,
         history=history.rows,
         step=progress.step,
         stopped_early=stopped_early,
-        best_checkpoint=ckpt.best_checkpoint(root),
+        best_checkpoint=best,
         last_checkpoint=last_saved or (last[-1] if last else None),
         resumed_from=resumed_from,
     )

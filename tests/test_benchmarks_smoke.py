@@ -1,0 +1,84 @@
+"""Smoke test of benchmarks/: every benchmark runs at its tiny ``--quick`` size through the one
+command, reports its rows, and the quick numbers meet their correctness targets."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+RUN = REPO / "benchmarks" / "run.py"
+LEXICON = REPO.parent / "shared" / "data" / "wake_lexicon.txt"
+
+
+@pytest.fixture(scope="module")
+def quick_results(tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("bench") / "results.json"
+    proc = subprocess.run(
+        [sys.executable, str(RUN), "--quick", "--json", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "targets met:" in proc.stdout
+    return {"stdout": proc.stdout, **json.loads(out.read_text(encoding="utf-8"))}
+
+
+def _rows(results: dict, benchmark: str) -> dict[str, dict]:
+    return {row["measure"]: row for row in results["rows"] if row["benchmark"] == benchmark}
+
+
+def test_every_benchmark_ran_in_its_own_process_and_reported(quick_results):
+    assert set(quick_results["benchmarks"]) == {"cli", "injection", "initializers"}
+    for name, result in quick_results["benchmarks"].items():
+        assert result["status"] in ("ok", "skipped"), (name, result["status"])
+        assert result["peak_rss_mib"] > 10, name  # a Python process, measured per child
+        if result["status"] == "ok":
+            assert _rows(quick_results, name), name
+    machine = quick_results["machine"]
+    assert machine["cpu_count"] >= 1 and machine["torch_version"]
+    # the printed table names each measure
+    assert "wake2vec --help (median)" in quick_results["stdout"]
+
+
+def test_injection_quick_run_has_no_spurious_hits_and_round_trips(quick_results):
+    if not LEXICON.is_file():
+        assert quick_results["benchmarks"]["injection"]["status"] == "skipped"
+        pytest.skip(f"shared lexicon absent: {LEXICON}")
+    rows = _rows(quick_results, "injection")
+    for kind in ("spm", "byte-level"):
+        assert rows[f"{kind}: spurious hits"]["value"] == 0
+        assert rows[f"{kind}: round trip exact"]["value"] is True
+        assert rows[f"{kind}: coverage"]["value"] == 1.0
+        assert rows[f"{kind}: words added"]["value"] > 0
+
+
+def test_initializer_rows_spread_and_transformers_mean_resizing_does_not(quick_results):
+    rows = _rows(quick_results, "initializers")
+    assert {"spherical", "mean", "compositional", "subword-mean"} <= {
+        m.split(":")[0] for m in rows
+    }
+    ours = rows["max pairwise distance: wake2vec mean (covariance)"]["value"]
+    theirs = rows["max pairwise distance: transformers mean_resizing"]["value"]
+    base = rows["max pairwise distance: base rows"]["value"]
+    assert ours > 0.5 * base  # samples spread like the base rows
+    assert theirs < 1e-3 * base  # transformers' rows all sit on the mean
+
+
+def test_only_selects_benchmarks(tmp_path):
+    out = tmp_path / "cli.json"
+    proc = subprocess.run(
+        [sys.executable, str(RUN), "--quick", "--only", "cli", "--json", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert list(json.loads(out.read_text(encoding="utf-8"))["benchmarks"]) == ["cli"]
