@@ -14,7 +14,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import LEXICON, REPO, Report, english_text, parse_args, timer, train_spm_tokenizer  # noqa: E402
 
 TARGET_S = 10.0
-FULL = {"vocab": 32000, "hidden": 2048, "new_rows": 45000, "compare_rows": 4096, "train_chars": 4_000_000}
+FULL = {
+    "vocab": 32000,
+    "hidden": 2048,
+    "new_rows": 45000,
+    "compare_rows": 4096,
+    "train_chars": 4_000_000,
+}
 QUICK = {"vocab": 1200, "hidden": 64, "new_rows": 500, "compare_rows": 64, "train_chars": 60_000}
 SPREAD_SAMPLE = 2048  # rows used for the max pairwise distance
 
@@ -38,7 +44,11 @@ def spread(rows, sample: int = SPREAD_SAMPLE, seed: int = 0) -> dict[str, float]
     import torch
 
     g = torch.Generator().manual_seed(seed)
-    chosen = rows if rows.shape[0] <= sample else rows[torch.randperm(rows.shape[0], generator=g)[:sample]]
+    chosen = (
+        rows
+        if rows.shape[0] <= sample
+        else rows[torch.randperm(rows.shape[0], generator=g)[:sample]]
+    )
     return {
         "row_std": float(rows.std(dim=0).mean()),
         "mean_norm": float(rows.norm(dim=1).mean()),
@@ -92,10 +102,10 @@ def transformers_mean_resize(base, new_rows: int) -> tuple[float, object]:
 
 def main(argv: list[str] | None = None) -> int:
     import torch
+    from wake2vec_plugins.initializers.basic import Compositional, Mean, Spherical, SubwordMean
 
     from wake2vec.api import InitContext
     from wake2vec.morphology import load_morphology
-    from wake2vec_plugins.initializers.basic import Compositional, Mean, Spherical, SubwordMean
 
     args = parse_args(__doc__.splitlines()[0], argv)
     sizes = QUICK if args.quick else FULL
@@ -111,7 +121,11 @@ def main(argv: list[str] | None = None) -> int:
     vocab = len(tokenizer)
     with timer() as t_base:
         base = anisotropic_base(vocab, hidden)
-    report.add("setup: tokenizer training + base matrix (not timed against target)", t_setup["s"] + t_base["s"], "s")
+    report.add(
+        "setup: tokenizer training + base matrix (not timed against target)",
+        t_setup["s"] + t_base["s"],
+        "s",
+    )
     report.details["base_rows"] = vocab
     report.details["base_spread"] = spread(base)
     morphology = load_morphology(REPO / "data" / "demo_morphemes.csv")
@@ -160,9 +174,17 @@ def main(argv: list[str] | None = None) -> int:
     report.add("row std: base rows", round(report.details["base_spread"]["row_std"], 6))
     report.add("row std: wake2vec mean (covariance)", round(ours_spread["row_std"], 6))
     report.add("row std: transformers mean_resizing", hf_spread["row_std"])
-    report.add("max pairwise distance: base rows", round(report.details["base_spread"]["max_pairwise_distance"], 6))
-    report.add("max pairwise distance: wake2vec mean (covariance)", round(ours_spread["max_pairwise_distance"], 6))
-    report.add("max pairwise distance: transformers mean_resizing", hf_spread["max_pairwise_distance"])
+    report.add(
+        "max pairwise distance: base rows",
+        round(report.details["base_spread"]["max_pairwise_distance"], 6),
+    )
+    report.add(
+        "max pairwise distance: wake2vec mean (covariance)",
+        round(ours_spread["max_pairwise_distance"], 6),
+    )
+    report.add(
+        "max pairwise distance: transformers mean_resizing", hf_spread["max_pairwise_distance"]
+    )
     report.details["comparison"] = {
         "new_rows": n_cmp,
         "hidden": hidden,

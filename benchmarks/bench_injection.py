@@ -24,21 +24,29 @@ from common import (  # noqa: E402
 )
 
 TARGET_S = 10.0
-FULL = {"vocab": {"spm": 32000, "byte-level": 32000}, "train_chars": 4_000_000, "text_bytes": 1_500_000}
+FULL = {
+    "vocab": {"spm": 32000, "byte-level": 32000},
+    "train_chars": 4_000_000,
+    "text_bytes": 1_500_000,
+}
 QUICK = {"vocab": {"spm": 1200, "byte-level": 1200}, "train_chars": 60_000, "text_bytes": 30_000}
 QUICK_WORDS = 400
-LEXICON_SHARE = 0.5  # share of the words in the report text that come from the lexicon
+LEXICON_SHARE = 0.6  # share of the words in the report text that come from the lexicon
 
 # How a lexicon word is placed: (text before it, text after it). A leading "" puts it at the
 # start of a line; " " after an ordinary word; the others after punctuation or a quote.
 _BEFORE = [" ", " ", " ", " ", "(", '"', "'", "-- ", "[", " \u201c"]
 _AFTER = ["", "", "", ",", ".", ";", ":", "!", "?", '"', ")", "'s", "-"]
+# After a word's guaranteed placements only punctuation that no lexicon entry continues with
+# (the lexicon holds "willingdone's", which would hide "willingdone" followed by "'s").
+_PLAIN_AFTER = _AFTER[:11]
 
 
 def mixed_text(lexicon: list[str], target_bytes: int, seed: int = 1) -> str:
     """Lines mixing ordinary English words and lexicon words. Every lexicon word appears once
     after a space and once at a line start or after punctuation/a quote (while the size allows),
-    then the rest of the text draws words at random. Lexicon words are about half of the words."""
+    followed by a space or plain punctuation, then the rest of the text draws words at random
+    (also followed by "'s" or "-"). Lexicon words are 60% of the words."""
     rng = random.Random(seed)
     words, cumulative = english_words(20000)
     order = lexicon[:]
@@ -49,17 +57,17 @@ def mixed_text(lexicon: list[str], target_bytes: int, seed: int = 1) -> str:
     size = 0
     queue = iter(guaranteed)
 
-    def next_word() -> tuple[str, str]:
+    def next_word() -> tuple[str, str, list[str]]:
         item = next(queue, None)
         if item is not None:
-            return item
-        return rng.choice(lexicon), rng.choice(["space", "bare"])
+            return *item, _PLAIN_AFTER
+        return rng.choice(lexicon), rng.choice(["space", "bare"]), _AFTER
 
     while size < target_bytes:
         parts: list[str] = []
         for position in range(rng.randint(6, 16)):
             if rng.random() < LEXICON_SHARE:
-                word, form = next_word()
+                word, form, after = next_word()
                 if form == "bare":
                     before = "" if position == 0 else " " + rng.choice(_BEFORE[4:]).strip()
                 else:
@@ -67,7 +75,7 @@ def mixed_text(lexicon: list[str], target_bytes: int, seed: int = 1) -> str:
                     if position == 0:  # a space form needs a word before it
                         parts.append(rng.choices(words, cum_weights=cumulative)[0])
                         before = " "
-                parts.append(before + word + rng.choice(_AFTER))
+                parts.append(before + word + rng.choice(after))
             else:
                 word = rng.choices(words, cum_weights=cumulative)[0]
                 parts.append(("" if position == 0 else " ") + word + rng.choice(_AFTER[:6]))
@@ -80,8 +88,9 @@ def mixed_text(lexicon: list[str], target_bytes: int, seed: int = 1) -> str:
 def bench_tokenizer(
     report: Report, kind: str, words: list[str], train: str, text: str, vocab: int, tmp: Path
 ) -> None:
-    from wake2vec.injection import verify_injection
     from wake2vec_plugins.injectors.whole_word import WholeWord
+
+    from wake2vec.injection import verify_injection
 
     print(f"[{kind}] training a {vocab}-entry tokenizer on {len(train) / 1e6:.1f} MB")
     with timer() as t_train:
@@ -106,7 +115,8 @@ def bench_tokenizer(
     coverage = result["coverage"]
     report.add(f"{kind}: coverage", coverage if coverage is None else round(coverage, 6))
     report.add(f"{kind}: lexicon occurrences in text", result["occurrences"]["total"])
-    report.add(f"{kind}: dead tokens", result["dead_tokens"]["count"])
+    dead = result["dead_tokens"]["count"]  # every form is placed in the text: none may be dead
+    report.add(f"{kind}: dead tokens", dead, "", "== 0", dead == 0)
     report.add(f"{kind}: token ratio after/before", round(result["token_ratio"], 4))
     report.details[kind] = {
         "vocab_size": len(base),

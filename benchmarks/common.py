@@ -50,7 +50,10 @@ class Report:
         self.rows.append(row)
         shown = f"{value:.4g}" if isinstance(value, float) else str(value)
         verdict = "" if met is None else ("  met" if met else "  NOT MET")
-        print(f"  {measure}: {shown} {unit}".rstrip() + (f"  (target {target}){verdict}" if target else ""))
+        print(
+            f"  {measure}: {shown} {unit}".rstrip()
+            + (f"  (target {target}){verdict}" if target else "")
+        )
         sys.stdout.flush()
         return row
 
@@ -167,9 +170,13 @@ def train_spm_tokenizer(directory: Path, text: str, vocab_size: int) -> Any:
     from transformers import AutoTokenizer, LlamaTokenizer
 
     raw = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True))
-    raw.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first", split=True)
+    raw.pre_tokenizer = pre_tokenizers.Metaspace(
+        replacement="▁", prepend_scheme="first", split=True
+    )
     specials = ["<unk>", "<s>", "</s>"] + [f"<0x{i:02X}>" for i in range(256)]
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=specials, show_progress=False
+    )
     raw.train_from_iterator(text.splitlines(), trainer)
     vocab, merges = _vocab_and_merges(raw)
     LlamaTokenizer(vocab=vocab, merges=merges, add_bos_token=True).save_pretrained(directory)

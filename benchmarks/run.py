@@ -107,7 +107,9 @@ def table(results: dict[str, Any]) -> str:
             lines.append((name, "status", reason, "", ""))
         for row in report.get("rows", []):
             met = "" if row["met"] is None else ("yes" if row["met"] else "NO")
-            lines.append((name, row["measure"], _shown(row["value"], row["unit"]), row["target"], met))
+            lines.append(
+                (name, row["measure"], _shown(row["value"], row["unit"]), row["target"], met)
+            )
     widths = [max(len(str(line[i])) for line in lines) for i in range(5)]
     rendered = [
         "  ".join(str(cell).ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
@@ -120,7 +122,10 @@ def table(results: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--only", nargs="+", choices=sorted(BENCHMARKS), metavar="NAME",
+        "--only",
+        nargs="+",
+        choices=sorted(BENCHMARKS),
+        metavar="NAME",
         help=f"run only these ({', '.join(BENCHMARKS)})",
     )
     parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
@@ -142,9 +147,13 @@ def main(argv: list[str] | None = None) -> int:
     failed = [n for n, r in results.items() if r["status"].startswith("failed")]
     print(f"\ntargets met: {met}/{len(judged)}; failed benchmarks: {', '.join(failed) or 'none'}")
     cpu = facts["cpu_model"] or "unknown CPU"
-    print(f"machine: {facts['cpu_usable']} usable CPUs ({cpu}); load average before "
-          f"{facts['load_average']}, after {facts['load_average_after']}")
-    path = Path(args.json) if args.json else Path(tempfile.gettempdir()) / "wake2vec-benchmarks.json"
+    print(
+        f"machine: {facts['cpu_usable']} usable CPUs ({cpu}); load average before "
+        f"{facts['load_average']}, after {facts['load_average_after']}"
+    )
+    path = (
+        Path(args.json) if args.json else Path(tempfile.gettempdir()) / "wake2vec-benchmarks.json"
+    )
     payload = {
         "started": started.isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),

@@ -56,14 +56,13 @@ def test_injection_quick_run_has_no_spurious_hits_and_round_trips(quick_results)
         assert rows[f"{kind}: spurious hits"]["value"] == 0
         assert rows[f"{kind}: round trip exact"]["value"] is True
         assert rows[f"{kind}: coverage"]["value"] == 1.0
+        assert rows[f"{kind}: dead tokens"]["value"] == 0
         assert rows[f"{kind}: words added"]["value"] > 0
 
 
 def test_initializer_rows_spread_and_transformers_mean_resizing_does_not(quick_results):
     rows = _rows(quick_results, "initializers")
-    assert {"spherical", "mean", "compositional", "subword-mean"} <= {
-        m.split(":")[0] for m in rows
-    }
+    assert {"spherical", "mean", "compositional", "subword-mean"} <= {m.split(":")[0] for m in rows}
     ours = rows["max pairwise distance: wake2vec mean (covariance)"]["value"]
     theirs = rows["max pairwise distance: transformers mean_resizing"]["value"]
     base = rows["max pairwise distance: base rows"]["value"]

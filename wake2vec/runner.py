@@ -105,6 +105,8 @@ def prepare(recipe: Recipe, registry: Registry, cache_dir: Path) -> Prepared:
 
     seed = recipe.run.seed
     set_seed(seed)
+    if recipe.run.deterministic:
+        use_deterministic_algorithms()
     data = recipe.data
     text = read_corpus(data.corpus, data.encoding)
     lexicon = load_lexicon(data.lexicon, encoding=data.encoding)
@@ -215,6 +217,17 @@ def _run_steps(recipe: Recipe, run: RunDir, info: RunInfo, registry: Registry, h
 
     if recipe.report.html:
         write_report(run.path, run.manifest, recipe.report.title)
+
+
+def use_deterministic_algorithms() -> None:
+    """Make repeated runs bit-identical: some multithreaded CPU kernels (and many CUDA ones)
+    otherwise sum in a varying order."""
+    import os
+
+    import torch
+
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # required by cuBLAS for determinism
+    torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 def _require_phase_data(recipe: Recipe, morphology: Any) -> None:

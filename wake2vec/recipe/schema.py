@@ -35,6 +35,7 @@ class RegularizerRef(PluginRef):
 class RunSpec(Strict):
     name: str = Field(pattern=_NAME_PATTERN, max_length=120)
     seed: int = Field(default=0, ge=0, le=2**32 - 1)
+    deterministic: bool = True  # torch deterministic algorithms: same seed, same bits (a little slower)
     output_dir: Path | None = None  # default: runs/<name> under the current directory
 
 
