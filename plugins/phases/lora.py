@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import TYPE_CHECKING
 
@@ -62,9 +63,15 @@ class Lora(PhaseStrategy):
 
     def run(self, ctx: PhaseContext) -> PhaseResult:
         import torch
-        from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+        from peft import (
+            LoraConfig,
+            get_peft_model,
+            get_peft_model_state_dict,
+            set_peft_model_state_dict,
+        )
 
         from wake2vec.training.loop import Trainable, train
+        from wake2vec.training.phase_common import phase_result
 
         targets = list(self.params.targets or ctx.lora_targets)
         if not targets:
@@ -105,17 +112,10 @@ class Lora(PhaseStrategy):
         adapter_dir = ctx.out_dir / "adapter"
         model.save_pretrained(adapter_dir, save_embedding_layers=False)
         (ctx.out_dir / "adapter_norms.json").write_text(
-            __import__("json").dumps(norms, indent=2), encoding="utf-8")
+            json.dumps(norms, indent=2), encoding="utf-8")
         result_model = model.merge_and_unload() if self.params.merge else model
-        artefacts = {"adapter": str(adapter_dir), "history": str(ctx.out_dir / "history.jsonl")}
-        if outcome.best_checkpoint is not None:
-            artefacts["best_checkpoint"] = str(outcome.best_checkpoint)
-        metrics = {**outcome.metrics, **summary, "steps": outcome.step,
-                   "stopped_early": outcome.stopped_early}
-        if outcome.resumed_from is not None:
-            metrics["resumed_from"] = outcome.resumed_from
-        return PhaseResult(model=result_model, metrics=metrics, history=outcome.history,
-                           artefacts=artefacts)
+        return phase_result(ctx, result_model, outcome, metrics=summary,
+                            artefacts={"adapter": str(adapter_dir)})
 
     def restore(self, ctx: PhaseContext):
         from peft import PeftModel

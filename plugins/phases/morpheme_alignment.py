@@ -20,59 +20,44 @@ class MorphemeAlignment(PhaseStrategy):
     def run(self, ctx: PhaseContext) -> PhaseResult:
         import torch
 
-        from wake2vec.training.loop import Trainable, train
-        from wake2vec.training.rows import attach_rows, detach_rows
+        from wake2vec.training.phase_common import phase_result, train_new_rows
 
         if not ctx.regularizers:
             raise UserInputError(
                 f"phases[{ctx.index}].regularizers: morpheme-alignment needs at least one "
                 "regularizer (e.g. regularizers = [{name = \"morpheme\", weight = 0.1}])")
-        model = ctx.model
-        handles = attach_rows(model, ctx.new_ids, ctx.tied)
+        base_rows = ctx.model.get_input_embeddings().weight.detach()[: ctx.base_vocab_size].float()
         word_of = dict(zip(ctx.new_ids, ctx.new_words, strict=False))
-        words = [word_of.get(i, "") for i in handles.new_ids]
-        base_rows = handles.original_input.weight.detach()[: ctx.base_vocab_size].float()
-        initial = handles.input_rows.detach().clone()
 
-        def extra_loss() -> tuple[torch.Tensor, dict[str, float]]:
-            reg_ctx = RegularizerContext(
-                new_rows=handles.input_rows, base_rows=base_rows, new_words=words,
-                new_ids=handles.new_ids, morphology=ctx.morphology, initial_new_rows=initial)
-            total = handles.input_rows.new_zeros(())
-            parts: dict[str, float] = {}
-            for regularizer, weight in ctx.regularizers:
-                value = regularizer.loss(reg_ctx)
-                weighted = value * weight
-                if weighted.requires_grad:
-                    (grad,) = torch.autograd.grad(weighted, handles.input_rows, retain_graph=True,
-                                                  allow_unused=True)
-                    grad_norm = 0.0 if grad is None else float(grad.norm())
-                else:
+        def make_extra_loss(handles):
+            words = [word_of.get(i, "") for i in handles.new_ids]
+            initial = handles.input_rows.detach().clone()
+
+            def extra_loss() -> tuple[torch.Tensor, dict[str, float]]:
+                reg_ctx = RegularizerContext(
+                    new_rows=handles.input_rows, base_rows=base_rows, new_words=words,
+                    new_ids=handles.new_ids, morphology=ctx.morphology, initial_new_rows=initial)
+                total = handles.input_rows.new_zeros(())
+                parts: dict[str, float] = {}
+                for regularizer, weight in ctx.regularizers:
+                    value = regularizer.loss(reg_ctx)
+                    weighted = value * weight
                     grad_norm = 0.0
-                parts[f"reg_{regularizer.name}"] = float(value.detach())
-                parts[f"reg_{regularizer.name}_grad_norm"] = grad_norm
-                total = total + weighted
-            return total, parts
+                    if weighted.requires_grad:
+                        (grad,) = torch.autograd.grad(weighted, handles.input_rows,
+                                                      retain_graph=True, allow_unused=True)
+                        grad_norm = 0.0 if grad is None else float(grad.norm())
+                    parts[f"reg_{regularizer.name}"] = float(value.detach())
+                    parts[f"reg_{regularizer.name}_grad_norm"] = grad_norm
+                    total = total + weighted
+                return total, parts
 
-        trainable = Trainable(
-            params=handles.parameters(), state_tensors=handles.state_tensors,
-            load_state_tensors=handles.load_state_tensors, extra_loss=extra_loss,
-            signature={"new_ids": len(handles.new_ids), "tied": bool(ctx.tied),
-                       "regularizers": [[r.name, w] for r, w in ctx.regularizers]})
-        try:
-            outcome = train(ctx, model, trainable)
-        except BaseException:
-            detach_rows(model, handles, write_back=False)
-            raise
-        model = detach_rows(model, handles)
-        metrics = {**outcome.metrics, "steps": outcome.step, "stopped_early": outcome.stopped_early,
-                   **_gradient_shares(outcome.history)}
-        if outcome.resumed_from is not None:
-            metrics["resumed_from"] = outcome.resumed_from
-        artefacts = {"history": str(ctx.out_dir / "history.jsonl")}
-        if outcome.best_checkpoint is not None:
-            artefacts["best_checkpoint"] = str(outcome.best_checkpoint)
-        return PhaseResult(model=model, metrics=metrics, history=outcome.history, artefacts=artefacts)
+            return extra_loss
+
+        model, outcome = train_new_rows(
+            ctx, make_extra_loss,
+            signature={"regularizers": [[r.name, w] for r, w in ctx.regularizers]})
+        return phase_result(ctx, model, outcome, metrics=_gradient_shares(outcome.history))
 
 
 def _gradient_shares(history: list[dict]) -> dict[str, float]:
