@@ -9,10 +9,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from wake2vec_plugins.metrics import geometry as G
 
 from wake2vec import analysis as A
 from wake2vec.api import MetricContext, Snapshot
-from wake2vec_plugins.metrics import geometry as G
 
 
 def gen(seed: int = 0) -> torch.Generator:

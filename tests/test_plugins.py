@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import RECIPES, write_recipe
 
 EXAMPLE = Path(__file__).parent / "example_plugin"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 import sys
-import tomllib
 
+import tomllib
 from conftest import REPO
 
 README = (REPO / "README.md").read_text(encoding="utf-8")

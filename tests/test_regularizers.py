@@ -8,10 +8,10 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from wake2vec_plugins.regularizers import geometry as R
 
 from wake2vec.api import RegularizerContext
 from wake2vec.errors import UserInputError
-from wake2vec_plugins.regularizers import geometry as R
 
 WORDS = [
     "rejoyce", "redo", "retell", "recall",  # prefix re- ("redo": root shorter than 3 letters)

@@ -4,10 +4,8 @@ events, refusal to overwrite, --force and --resume."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
-
 from conftest import RECIPES
 
 pytestmark = pytest.mark.slow

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from wake2vec.errors import RecipeError, UnknownNameError, UserInputError
-from wake2vec.recipe.schema import PhaseSpec, PluginRef, Recipe
+from wake2vec.recipe.schema import PluginRef, Recipe
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pydantic import Field
+from wake2vec_plugins.models.demo import DemoFamily
 
 from wake2vec import hookimpl
 from wake2vec.api import Initializer, Params
-from wake2vec_plugins.models.demo import DemoFamily
 
 
 class NoisyMean(Initializer):
