@@ -8,7 +8,7 @@ import json
 
 import pytest
 from helpers_tokenizers import ENGLISH, build_tokenizer
-from wake2vec_plugins.injectors.bpe_merges import PIECE, BpeMerges, _merge_tree
+from wake2vec_plugins.injectors.bpe_merges import PIECE, BpeMerges, _apply, _simulated_chain
 from wake2vec_plugins.injectors.whole_word import load_injected_tokenizer
 
 from wake2vec.errors import UserInputError
@@ -186,14 +186,23 @@ def test_rejects_a_tokenizer_without_a_bpe_model(tmp_path):
         BpeMerges().inject(tok, ["riverrun"])
 
 
-def test_merge_tree_reuses_known_strings():
-    pieces = ["▁br", "in", "a", "br", "ide"]
-    chain = _merge_tree(pieces, lambda s: False)
-    assert chain[0] == ("▁br", "in") and chain[-1] == ("▁brinabr", "ide")  # left to right
-    known = {"ina", "bride"}
-    tree = _merge_tree(pieces, lambda s: s in known)
-    made = {a + b for a, b in tree}
-    assert made - known == {"▁brina", "▁brinabride"}  # 1 new intermediate instead of 3
+def test_chain_is_simulated_so_repeated_pieces_still_join():
+    # a merge joins every occurrence of its pair: a naive chain (s,hin),(shin,s),(shins,hin)
+    # would stop at "shin shin"
+    assert _simulated_chain(["s", "hin", "s", "hin"], {}.get, 0) == [("s", "hin"), ("shin", "shin")]
+    ranks = {("xa", "b"): 0}  # a base merge that applies once the new intermediate exists
+    assert _simulated_chain(["x", "a", "b"], ranks.get, 1) == [("x", "a")]
+    assert _apply(["x", "a", "b"], lambda p: ranks.get(p, {("x", "a"): 1}.get(p))) == ["xab"]
+
+
+def test_repeated_pieces_word_is_one_id(tmp_path):
+    tok = build_tokenizer("byte-level", tmp_path)
+    injection = BpeMerges().inject(tok, ["shinshin", "thinthin"])  # "shin" is no lexicon word
+    assert injection.skipped == []
+    for text, words in (("a shinshin thinthin", ["shinshin", "thinthin"]),
+                        ("shinshin", ["shinshin"])):
+        hits = new_hits(injection, encode(injection.tokenizer, text))
+        assert [w for w, _ in hits] == words
 
 
 # --------------------------------------------------------------------------- applying to a model

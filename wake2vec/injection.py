@@ -233,12 +233,16 @@ def verify_injection(
     """The injection report for ``text``: words added, skipped and rejected; coverage (share of
     whole-word lexicon occurrences that encode to exactly one new id of that word); spurious
     hits (new ids where the text is not that whole word); dead tokens (new ids the text never
-    produces); round trip; token counts before and after. One batch encoding per tokenizer."""
+    produces); round trip; token counts before and after. One batch encoding per tokenizer.
+    An injection with a ``report_extra(base_tokenizer, tokenizer, text)`` method adds the keys
+    it returns (bpe-merges: ``segmentation_changes``, ``bpe_pieces``)."""
     started = time.perf_counter()
     base_backend, backend = _backend(base_tokenizer), _backend(tokenizer)
     word_of: dict[int, str] = {}
-    for word, new_id in zip(injection.words, injection.ids, strict=True):
-        word_of[int(new_id)] = word
+    kinds = getattr(injection, "forms", None) or [None] * len(injection.ids)
+    for word, new_id, kind in zip(injection.words, injection.ids, kinds, strict=True):
+        if kind != "piece":  # bpe-merges' merge intermediates are no lexicon words (see its keys)
+            word_of[int(new_id)] = word
     lexicon = set(word_of.values())
     max_len = max((len(w) for w in lexicon), default=0)
     forms: dict[str, int] = {}
@@ -290,11 +294,11 @@ def verify_injection(
     base_decoded = base_backend.decode_batch([enc.ids for enc in before], skip_special_tokens=False)
     differing = [(line, d) for line, d in zip(lines, decoded, strict=True) if line != d]
     base_differing = [(line, d) for line, d in zip(lines, base_decoded, strict=True) if line != d]
-    dead = [i for i in dict.fromkeys(int(i) for i in injection.ids) if i not in produced]
+    dead = [i for i in word_of if i not in produced]
     seen_words = {word_of[i] for i in produced}
     tokens_before = sum(len(e.ids) for e in before)
     tokens_after = sum(len(e.ids) for e in after)
-    return {
+    report = {
         "added": {"count": len(lexicon), "ids": len(word_of), "forms": forms},
         "skipped": {"count": len(injection.skipped), "items": [list(x) for x in injection.skipped]},
         "rejected": {
@@ -327,5 +331,9 @@ def verify_injection(
         "token_ratio": (tokens_after / tokens_before) if tokens_before else None,
         "text_chars": len(text),
         "tokenizer_pipeline": getattr(injection, "pipeline", None),
-        "seconds": round(time.perf_counter() - started, 3),
     }
+    extra = getattr(injection, "report_extra", None)  # an injector's own keys, e.g. bpe-merges'
+    if callable(extra):  # "segmentation_changes"
+        report.update(extra(base_tokenizer, tokenizer, text))
+    report["seconds"] = round(time.perf_counter() - started, 3)
+    return report
