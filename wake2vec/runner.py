@@ -181,7 +181,7 @@ def _run_steps(recipe: Recipe, run: RunDir, info: RunInfo, registry: Registry, h
             train=spec, data=bundle, out_dir=phase_dir, seed=seed,
             resume=resume and record.get("status") in ("running", "failed", "interrupted"),
             events=None, morphology=morphology, regularizers=regularizers,
-            new_words=list(injection.words),
+            new_words=lexicon_words_by_id(injection),
             hand_on=recipe.phases[index + 1].start_from if index + 1 < len(recipe.phases) else "best")
         rows_file = phase_dir / "new_rows.safetensors"
         if resume and record.get("status") == "completed" and rows_file.is_file():
@@ -217,6 +217,12 @@ def _run_steps(recipe: Recipe, run: RunDir, info: RunInfo, registry: Registry, h
 
     if recipe.report.html:
         write_report(run.path, run.manifest, recipe.report.title)
+
+
+def lexicon_words_by_id(injection: Any) -> list[str]:
+    """The lexicon word of each new id, "" for ids that are not a word (BPE intermediate pieces)."""
+    forms = getattr(injection, "forms", None) or ["word"] * len(injection.ids)
+    return [w if form != "piece" else "" for w, form in zip(injection.words, forms, strict=True)]
 
 
 def use_deterministic_algorithms() -> None:
