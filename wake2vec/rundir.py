@@ -200,7 +200,4 @@ def setup_logging(run_dir: Path, verbose: bool = True) -> logging.Logger:
         console.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(console)
     logger.propagate = False
-    # bitsandbytes warns on CPU that an optional kernel package (which would fetch code from a
-    # hub) is missing; the fallback it uses is fine, so keep that out of the user's way
-    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
     return logger

@@ -103,6 +103,11 @@ def cli(traceback: bool) -> None:
       wake2vec run recipes/three_phase.toml
     Exit codes: 0 success, 2 bad input (recipe, data, usage), 1 runtime failure.
     """
+    import logging
+
+    # bitsandbytes warns on CPU that an optional kernel package (which would fetch code from a
+    # hub) is missing; its fallback is fine, so keep the warning out of the user's way
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 
 def main(argv: list[str] | None = None) -> None:
