@@ -21,6 +21,8 @@ COMMANDS: dict[str, str] = {
     "inject": "wake2vec.cli.inject:inject",
     "lexicon": "wake2vec.cli.lexicon:lexicon",
     "plan": "wake2vec.cli.plan:plan",
+    "status": "wake2vec.cli.status:status",
+    "compare": "wake2vec.cli.compare:compare",
 }
 
 
