@@ -185,3 +185,14 @@ def test_bits_per_byte_matches_a_hand_computation(tmp_path, bos):
     if bos:  # every byte of the covered text is predicted
         covered = bundle.val_text[: offsets[n_blocks * per_block - 1][1]]
         assert n_bytes == len(covered.encode()) > len(covered)
+
+
+def test_synthetic_sentences_go_to_training_only(tmp_path, corpus):
+    tokenizer = train_tokenizer(corpus_text())
+    words = ["zquxlexeme", "qwvfrobnitz"]
+    plain = prepare_data(data_spec(corpus), tokenizer, tmp_path / "c", 0, words)
+    bundle = prepare_data(data_spec(corpus, synthetic_sentences=2), tokenizer, tmp_path / "c", 0, words)
+    assert all(bundle.train_text.count(w) == 2 for w in words)
+    assert not any(w in bundle.val_text for w in words)
+    assert bundle.val_text == plain.val_text
+    assert len(bundle.train_text) > len(plain.train_text)

@@ -305,8 +305,9 @@ def prepare_data(
 ) -> DataBundle:
     """Read, split and tokenise the corpus of ``spec`` for ``tokenizer``.
 
-    The split is made on the text (see :func:`split_text`); lexicon lines are appended to the
-    training text only when ``spec.lexicon_in_training``. Token blocks are cached under
+    The split is made on the text (see :func:`split_text`); lexicon lines (when
+    ``spec.lexicon_in_training``) and ``spec.synthetic_sentences`` template sentences per
+    lexicon word are appended to the training text only, never to validation. Token blocks are cached under
     ``cache_dir`` keyed by the text, the tokenizer's fingerprint and ``seq_len``. ``text``
     skips reading the corpus again when the caller already has it.
     """
@@ -317,6 +318,11 @@ def prepare_data(
     train_text, val_text = text[:start] + text[end:], text[start:end]
     if spec.lexicon_in_training and lexicon_words:
         train_text = train_text.rstrip("\n") + "\n\n" + "\n".join(lexicon_words) + "\n"
+    if spec.synthetic_sentences and lexicon_words:
+        from wake2vec.synthetic import synthetic_sentences
+
+        sentences = synthetic_sentences(lexicon_words, seed, per_word=spec.synthetic_sentences)
+        train_text = train_text.rstrip("\n") + "\n\n" + "\n".join(sentences) + "\n"
     tok_fp = tokenizer_fingerprint(tokenizer)
     train_blocks, train_key = _cached_blocks(train_text, tokenizer, spec.seq_len, tok_fp, cache_dir)
     val_blocks, val_key = _cached_blocks(val_text, tokenizer, spec.seq_len, tok_fp, cache_dir)

@@ -64,6 +64,7 @@ class DataSpec(Strict):
     validation_fraction: float = Field(default=0.1, gt=0.0, lt=0.5)
     seq_len: int = Field(default=256, ge=8, le=131_072)
     lexicon_in_training: bool = False  # append lexicon lines to the training text (never validation)
+    synthetic_sentences: int = Field(default=0, ge=0, le=16)  # template sentences per lexicon word, train only
 
     @field_validator("encoding")
     @classmethod
