@@ -74,11 +74,13 @@ def package_versions() -> dict[str, str]:
 
 @dataclass
 class RunDir:
-    """A prepared, locked run directory and its manifest."""
+    """A prepared, locked run directory and its manifest (read-only in the other processes of
+    a multi-process run: ``writes`` is False there)."""
 
     path: Path
     manifest: dict[str, Any] = field(default_factory=dict)
     _lock_fd: int | None = None
+    writes: bool = True
 
     # ----------------------------------------------------------------- creation
 
@@ -115,6 +117,15 @@ class RunDir:
             run.manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
         return run
 
+    @classmethod
+    def follow(cls, path: Path) -> RunDir:
+        """The run directory the main process prepared, for another process of the same run:
+        its manifest as read now; it takes no lock and writes nothing."""
+        run = cls(path.expanduser(), writes=False)
+        if (run.path / MANIFEST).is_file():
+            run.manifest = json.loads((run.path / MANIFEST).read_text(encoding="utf-8"))
+        return run
+
     def _lock(self) -> None:
         import fcntl
 
@@ -140,7 +151,8 @@ class RunDir:
 
     def phase_dir(self, index: int, name: str) -> Path:
         path = self.path / f"{index + 1:02d}-{name}"
-        path.mkdir(parents=True, exist_ok=True)
+        if self.writes:
+            path.mkdir(parents=True, exist_ok=True)
         return path
 
     @property
@@ -150,6 +162,8 @@ class RunDir:
     # ----------------------------------------------------------------- manifest
 
     def save_manifest(self) -> None:
+        if not self.writes:
+            return
         self.manifest["updated"] = now()
         write_json_atomic(self.path / MANIFEST, self.manifest)
 
@@ -185,13 +199,20 @@ class RunDir:
         return self.manifest.setdefault("phases", {}).setdefault(name, {"status": "pending"})
 
 
-def setup_logging(run_dir: Path, verbose: bool = True) -> logging.Logger:
-    """Log to ``run.log`` in the run directory and, briefly, to stderr."""
+def setup_logging(run_dir: Path, verbose: bool = True, rank: int = 0) -> logging.Logger:
+    """Log to ``run.log`` in the run directory and, briefly, to stderr. The other processes of
+    a multi-process run (``rank`` > 0) log only warnings and errors, to stderr."""
     logger = logging.getLogger("wake2vec")
-    logger.setLevel(logging.INFO)
+    logger.setLevel(logging.INFO if rank == 0 else logging.WARNING)
     for handler in list(logger.handlers):
         logger.removeHandler(handler)
         handler.close()
+    if rank:
+        console = logging.StreamHandler(sys.stderr)
+        console.setFormatter(logging.Formatter(f"[process {rank}] %(message)s"))
+        logger.addHandler(console)
+        logger.propagate = False
+        return logger
     file_handler = logging.FileHandler(run_dir / LOG, encoding="utf-8")
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     logger.addHandler(file_handler)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wake2vec.api import MetricContext, ModelRequest, PhaseContext, Snapshot
-from wake2vec.errors import UserInputError
+from wake2vec.errors import RunDirError, UserInputError
 from wake2vec.events import PhaseEvents, PhaseInfo, RunInfo
 from wake2vec.plugins import get_plugins
 from wake2vec.recipe import Recipe, recipe_to_dict
@@ -19,6 +19,7 @@ from wake2vec.rundir import RunDir, now, setup_logging, write_json_atomic
 
 if TYPE_CHECKING:
     from wake2vec.api import LoadedModel
+    from wake2vec.parallel import Processes
 
 log = logging.getLogger("wake2vec")
 
@@ -48,23 +49,54 @@ def resolve_family(recipe: Recipe, registry: Registry) -> str:
     return "auto"
 
 
+class _Silent:
+    """A hook relay whose every hook does nothing: the other processes of a multi-process run
+    leave lifecycle events to the main one."""
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda **kwargs: []
+
+
 def execute(recipe: Recipe, *, source: str, overrides: list[str], run_dir: Path | None,
             resume: bool, force: bool) -> RunOutcome:
-    """Run every step of ``recipe`` in its run directory; the manifest records the outcome."""
+    """Run every step of ``recipe`` in its run directory; the manifest records the outcome.
+
+    Under a launcher with several processes every process runs the recipe (the phases share
+    each batch between them); only the main process writes the run directory and fires hooks.
+    """
+    from wake2vec.parallel import start_processes
+
     plugins = get_plugins()
     registry = get_registry()
-    run = RunDir.prepare(run_dir or default_run_dir(recipe), resume=resume, force=force)
-    setup_logging(run.path)
+    procs = start_processes()
+    path = run_dir or default_run_dir(recipe)
     recipe_dict = recipe_to_dict(recipe)
     data_files = [p for p in (recipe.data.corpus, recipe.data.lexicon, recipe.data.morphemes,
                               recipe.data.morpheme_groups, recipe.data.device_groups) if p is not None]
-    run.start_manifest(recipe=recipe_dict, source=source, overrides=list(overrides),
-                       data_files=data_files, plugins=[p.__dict__ for p in plugins.active()])
+    if procs.main:
+        try:
+            run = RunDir.prepare(path, resume=resume, force=force)
+        except RunDirError as exc:
+            procs.share(str(exc))
+            raise
+        setup_logging(run.path)
+        run.start_manifest(recipe=recipe_dict, source=source, overrides=list(overrides),
+                           data_files=data_files, plugins=[p.__dict__ for p in plugins.active()])
+        run.manifest["sessions"][-1]["processes"] = procs.count
+        run.save_manifest()
+        procs.share(None)
+    else:
+        refused = procs.share(None)  # waits for the main process to prepare the directory
+        if refused is not None:
+            raise RunDirError(refused)
+        run = RunDir.follow(path)
+        setup_logging(run.path, rank=procs.index)
+    hook = plugins.hook if procs.main else _Silent()
     info = RunInfo(recipe.run.name, run.path, recipe_dict, recipe.run.seed, resumed=resume)
-    plugins.hook.wake2vec_run_start(run=info)
+    hook.wake2vec_run_start(run=info)
     status, error = "failed", None
     try:
-        _run_steps(recipe, run, info, registry, plugins.hook, resume)
+        _run_steps(recipe, run, info, registry, hook, resume, procs)
         status = "completed"
     except KeyboardInterrupt:
         status = "interrupted"
@@ -75,7 +107,7 @@ def execute(recipe: Recipe, *, source: str, overrides: list[str], run_dir: Path 
         raise
     finally:
         run.set_status(status, error)
-        plugins.hook.wake2vec_run_end(run=info, status=status, error=error)
+        hook.wake2vec_run_end(run=info, status=status, error=error)
         run.close()
     log.info("run %s completed: %s", recipe.run.name, run.path)
     return RunOutcome(run.path, status, run.manifest.get("phases", {}))
@@ -144,12 +176,16 @@ def prepare(recipe: Recipe, registry: Registry, cache_dir: Path) -> Prepared:
 
 
 def _run_steps(recipe: Recipe, run: RunDir, info: RunInfo, registry: Registry, hook: Any,
-               resume: bool) -> None:
+               resume: bool, procs: Processes | None = None) -> None:
     from wake2vec.data import prepare_data
+    from wake2vec.parallel import Processes
 
+    procs = procs or Processes()
+    main = procs.main
     seed = recipe.run.seed
     data = recipe.data
-    prepared = prepare(recipe, registry, run.cache_dir)
+    # the main process first: the others then find a built model and tokenised data cached
+    prepared = procs.main_first(lambda: prepare(recipe, registry, run.cache_dir))
     loaded, injection, lexicon, morphology = (prepared.loaded, prepared.injection, prepared.lexicon,
                                               prepared.morphology)
     base_tokenizer, tokenizer, model = prepared.base_tokenizer, injection.tokenizer, loaded.model
@@ -158,16 +194,18 @@ def _run_steps(recipe: Recipe, run: RunDir, info: RunInfo, registry: Registry, h
         "rows": int(model.get_input_embeddings().weight.shape[0]),
         "tokenizer_entries": len(base_tokenizer), "notes": loaded.notes,
     }
-    write_json_atomic(run.path / "injection.json", prepared.report)
-    tokenizer.save_pretrained(run.path / "tokenizer")
+    if main:
+        write_json_atomic(run.path / "injection.json", prepared.report)
+        tokenizer.save_pretrained(run.path / "tokenizer")
     run.manifest["injection"] = {"new_ids": len(injection.ids), "words": len(set(injection.words))}
     run.save_manifest()
 
     from wake2vec.artifacts import load_new_rows, save_new_rows
 
-    bundle = prepare_data(data, tokenizer, run.path / "cache", seed, lexicon.words)
+    bundle = procs.main_first(
+        lambda: prepare_data(data, tokenizer, run.path / "cache", seed, lexicon.words))
     new_ids = list(injection.ids)
-    snapshot = _snapshot(model, "injected", len(base_tokenizer), new_ids)
+    snapshot = _snapshot(model, "injected", len(base_tokenizer), new_ids) if main else None
 
     # ---------------------------------------------------------------- phases
     for index, spec in enumerate(recipe.phases):
@@ -188,7 +226,8 @@ def _run_steps(recipe: Recipe, run: RunDir, info: RunInfo, registry: Registry, h
             model = strategy.restore(ctx)
             load_new_rows(model, rows_file)
             log.info("phase %s already completed; restored its result", spec.name)
-            snapshot = _snapshot(model, f"after-{spec.name}", len(base_tokenizer), new_ids)
+            if main:
+                snapshot = _snapshot(model, f"after-{spec.name}", len(base_tokenizer), new_ids)
             continue
         phase = PhaseInfo(index, spec.name, spec.strategy, phase_dir, spec.steps)
         ctx.events = PhaseEvents(hook, info, phase)
@@ -197,12 +236,15 @@ def _run_steps(recipe: Recipe, run: RunDir, info: RunInfo, registry: Registry, h
         hook.wake2vec_phase_start(run=info, phase=phase)
         result = strategy.run(ctx)
         model = result.model
-        save_new_rows(model, new_ids, list(injection.words), rows_file)
-        after = _snapshot(model, f"after-{spec.name}", len(base_tokenizer), new_ids)
-        metrics = _compute_metrics(recipe, registry, snapshot, after, seed, injection.words, model, tokenizer)
-        write_json_atomic(phase_dir / "metrics.json", {"phase": spec.name, "strategy": spec.strategy,
-                                                       "evaluation": result.metrics, "analysis": metrics})
-        snapshot = after
+        if main:  # the others hold the same model; the main process measures and writes it
+            save_new_rows(model, new_ids, list(injection.words), rows_file)
+            after = _snapshot(model, f"after-{spec.name}", len(base_tokenizer), new_ids)
+            metrics = _compute_metrics(recipe, registry, snapshot, after, seed, injection.words,
+                                       model, tokenizer)
+            write_json_atomic(phase_dir / "metrics.json",
+                              {"phase": spec.name, "strategy": spec.strategy,
+                               "evaluation": result.metrics, "analysis": metrics})
+            snapshot = after
         record.update(status="completed", ended=now(), evaluation=result.metrics,
                       artefacts=result.artefacts)
         run.save_manifest()
@@ -210,6 +252,9 @@ def _run_steps(recipe: Recipe, run: RunDir, info: RunInfo, registry: Registry, h
         log.info("phase %s done: %s", spec.name, _eval_line(result.metrics))
 
     # ---------------------------------------------------------------- artefacts and report
+    procs.barrier()  # every process has finished training
+    if not main:
+        return
     final = run.path / "final"
     model.save_pretrained(final / "model")
     tokenizer.save_pretrained(final / "model")

@@ -71,6 +71,7 @@ class Lora(PhaseStrategy):
         )
 
         from wake2vec.training.loop import Trainable, train
+        from wake2vec.parallel import is_main_process
         from wake2vec.training.phase_common import phase_result
 
         targets = list(self.params.targets or ctx.lora_targets)
@@ -110,9 +111,10 @@ class Lora(PhaseStrategy):
             log.warning("phase %s: the LoRA adapters did not change (update norm 0); check the "
                         "learning rate and the target modules", ctx.name)
         adapter_dir = ctx.out_dir / "adapter"
-        model.save_pretrained(adapter_dir, save_embedding_layers=False)
-        (ctx.out_dir / "adapter_norms.json").write_text(
-            json.dumps(norms, indent=2), encoding="utf-8")
+        if is_main_process():  # one writer under accelerate launch
+            model.save_pretrained(adapter_dir, save_embedding_layers=False)
+            (ctx.out_dir / "adapter_norms.json").write_text(
+                json.dumps(norms, indent=2), encoding="utf-8")
         result_model = model.merge_and_unload() if self.params.merge else model
         return phase_result(ctx, result_model, outcome, metrics=summary,
                             artefacts={"adapter": str(adapter_dir)})

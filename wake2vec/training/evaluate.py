@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -50,6 +51,9 @@ def evaluate(
     vocab_size: int,
     max_batches: int = 0,
     device: Any = None,
+    *,
+    shard: tuple[int, int] = (0, 1),
+    reduce_sum: Callable[[list[float]], list[float]] | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``model`` on validation ``blocks`` (blocks x seq_len ids).
 
@@ -57,17 +61,23 @@ def evaluate(
     ``max_batches`` > 0 uses only the first that many batches (the same ones every time).
     ``vocab_size`` (the tokenizer's length) gives ``uniform_loss`` = ln(vocab_size), the loss of
     a uniform guess. The model is put back in the training mode it was in.
+
+    With several processes, ``shard = (index, count)`` makes this process evaluate its
+    contiguous share of the chosen blocks, and ``reduce_sum`` (summing a list of floats over the
+    processes) combines the shares, so every process returns the metrics of all the blocks.
     """
     import torch
 
     n = len(blocks) if max_batches <= 0 else min(len(blocks), max_batches * batch_size)
+    index, count = shard
+    lo_block, hi_block = n * index // count, n * (index + 1) // count
     was_training = model.training
     model.eval()
     total, n_tokens = 0.0, 0
     try:
         with torch.no_grad():
-            for lo in range(0, n, batch_size):
-                batch = blocks[lo : min(n, lo + batch_size)]
+            for lo in range(lo_block, hi_block, batch_size):
+                batch = blocks[lo : min(hi_block, lo + batch_size)]
                 if device is not None:
                     batch = batch.to(device)
                 nll, count = token_nll(model, batch)
@@ -75,4 +85,7 @@ def evaluate(
                 n_tokens += count
     finally:
         model.train(was_training)
+    if reduce_sum is not None:
+        total, tokens = reduce_sum([total, float(n_tokens)])
+        n_tokens = int(round(tokens))
     return summarise(total, n_tokens, int(sum(block_bytes[:n])), vocab_size)

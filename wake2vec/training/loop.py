@@ -4,6 +4,12 @@ A phase strategy decides which tensors train (a :class:`Trainable`) and calls
 :func:`train`; the loop owns the data order, the schedule, logging, early stopping and
 checkpoints. The data order is a pure function of the seed and the micro-batch number, so a
 resumed run sees exactly the batches an uninterrupted one would.
+
+Under ``accelerate launch`` with several processes every micro-batch of ``batch_size`` blocks
+is split between the processes (each takes a contiguous share), DDP averages the gradients, and
+the logged losses are reduced over the processes: the effective batch, the schedule and the
+losses are those of a single-process run, up to the order of floating-point sums. Only the main
+process writes history and checkpoints.
 """
 
 from __future__ import annotations
@@ -117,10 +123,11 @@ class _Progress:
 
 
 class _History:
-    """Rows in memory and in ``history.jsonl`` (rewritten up to the resume step on resume)."""
+    """Rows in memory and in ``history.jsonl`` (rewritten up to the resume step on resume;
+    only when ``write``)."""
 
-    def __init__(self, path: Path, resume_step: int | None):
-        self.path = path
+    def __init__(self, path: Path, resume_step: int | None, write: bool = True):
+        self.path, self.write = path, write
         self.rows: list[dict[str, Any]] = []
         if resume_step is not None and path.is_file():
             for line in path.read_text(encoding="utf-8").splitlines():
@@ -128,11 +135,14 @@ class _History:
                     row = json.loads(line)
                     if row.get("step", 0) <= resume_step:
                         self.rows.append(row)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("".join(json.dumps(r) + "\n" for r in self.rows), encoding="utf-8")
+        if write:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("".join(json.dumps(r) + "\n" for r in self.rows), encoding="utf-8")
 
     def add(self, row: dict[str, Any]) -> None:
         self.rows.append(row)
+        if not self.write:
+            return
         with self.path.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(row) + "\n")
 
@@ -141,24 +151,54 @@ def train(ctx: PhaseContext, model: torch.nn.Module, trainable: Trainable) -> Lo
     """Train ``trainable.params`` of ``model`` (already set up by the phase) on ``ctx.data``.
 
     The logged ``train_loss`` is the summed token NLL of all micro-batches of an optimiser
-    step divided by their token count: the true mean per token whatever ``grad_accum`` is.
+    step divided by their token count: the true mean per token whatever ``grad_accum`` is
+    (and however many processes share the batch).
     """
     import torch
     from accelerate import Accelerator
-    from accelerate.utils import set_seed
+    from accelerate.utils import DataLoaderConfiguration, set_seed
     from tqdm.auto import tqdm
 
     from wake2vec.training.optim import build_optimizer, build_scheduler
 
     spec = ctx.train
     set_seed(ctx.seed)
-    accelerator = Accelerator(gradient_accumulation_steps=spec.grad_accum)
+    # split_batches: each optimiser step consumes the recipe's global batch, so the schedule
+    # advances once per step (not once per process)
+    accelerator = Accelerator(
+        gradient_accumulation_steps=spec.grad_accum,
+        dataloader_config=DataLoaderConfiguration(split_batches=True),
+    )
     device = accelerator.device
+    rank, world, main = (accelerator.process_index, accelerator.num_processes,
+                         accelerator.is_main_process)
+    sharded = str(accelerator.distributed_type).rsplit(".", 1)[-1]
+    if sharded in ("FSDP", "DEEPSPEED", "MEGATRON_LM"):
+        # the loop builds the optimiser before prepare() and saves the trainable tensors as
+        # they are: both assume every process holds whole parameters (DDP), not shards
+        raise TrainingError(
+            f"phase {ctx.name}: accelerate is configured for {sharded}, which wake2vec does not "
+            "support yet; launch with DDP (accelerate config: multi-GPU without FSDP or "
+            "DeepSpeed, or accelerate launch --multi_gpu)"
+        )
+    if spec.batch_size < world:
+        raise TrainingError(
+            f"phase {ctx.name}: batch_size {spec.batch_size} is smaller than the {world} "
+            "processes that share each batch; raise batch_size or launch fewer processes"
+        )
     if getattr(model, "hf_device_map", None) is None and not getattr(model, "is_quantized", False):
         model.to(device)
     optimizer = build_optimizer(trainable.params, spec)
     scheduler = build_scheduler(optimizer, spec)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    bare_model = accelerator.unwrap_model(model)  # evaluation runs without DDP's collectives
+
+    def reduce_sum(values: list[float]) -> list[float]:
+        """Sum each value over the processes (in float64, like the Python floats summed)."""
+        if world == 1:
+            return values
+        summed = accelerator.reduce(torch.tensor(values, dtype=torch.float64, device=device), "sum")
+        return [float(v) for v in summed.cpu()]
 
     train_blocks = ctx.data.train_tensor()
     val_blocks = ctx.data.val_tensor()
@@ -169,8 +209,10 @@ def train(ctx: PhaseContext, model: torch.nn.Module, trainable: Trainable) -> Lo
     signature = _signature(ctx, trainable)
 
     progress, resumed_from = _Progress(), None
-    if not ctx.resume and root.exists():  # checkpoints of an abandoned attempt would mislead resume
-        shutil.rmtree(root)
+    reload_check: tuple[Path, float] | None = None  # a restored checkpoint and its val_loss
+    if main and not ctx.resume and root.exists():
+        shutil.rmtree(root)  # checkpoints of an abandoned attempt would mislead resume
+    accelerator.wait_for_everyone()
     if ctx.resume and ckpt.list_checkpoints(root):
         path = ckpt.list_checkpoints(root)[-1]
         tensors, optimizer_state, state = ckpt.load_checkpoint(path)
@@ -186,8 +228,28 @@ def train(ctx: PhaseContext, model: torch.nn.Module, trainable: Trainable) -> Lo
         progress = _Progress(**state["progress"])
         resumed_from = progress.step
         if state.get("val_loss") is not None:
-            _check_reload(ctx, model, val_blocks, val_bytes, device, path, state["val_loss"])
-    history = _History(ctx.out_dir / "history.jsonl", resumed_from)
+            reload_check = (path, state["val_loss"])
+
+    def validate() -> dict[str, Any]:
+        return evaluate(
+            bare_model,
+            val_blocks,
+            val_bytes,
+            spec.batch_size,
+            len(ctx.tokenizer),
+            spec.eval_batches,
+            device,
+            shard=(rank, world),
+            reduce_sum=reduce_sum,
+        )
+
+    if reload_check is not None:
+        _check_reload(validate(), *reload_check)
+    if main:
+        history = _History(ctx.out_dir / "history.jsonl", resumed_from)
+    accelerator.wait_for_everyone()  # the others read what the main process kept
+    if not main:
+        history = _History(ctx.out_dir / "history.jsonl", resumed_from, write=False)
 
     def save(val_loss: float | None) -> Path:
         extra = {
@@ -197,23 +259,15 @@ def train(ctx: PhaseContext, model: torch.nn.Module, trainable: Trainable) -> Lo
             "micro_batches": progress.step * spec.grad_accum,
             "total_steps": spec.steps,
         }
-        path = ckpt.save_checkpoint(
-            root, progress.step, trainable.state_tensors(), optimizer, scheduler, extra
-        )
-        ckpt.prune_checkpoints(root, spec.keep_last)
-        ctx.events.checkpoint_saved(progress.step, path)
+        path = root / ckpt.checkpoint_name(progress.step)
+        if main:
+            path = ckpt.save_checkpoint(
+                root, progress.step, trainable.state_tensors(), optimizer, scheduler, extra
+            )
+            ckpt.prune_checkpoints(root, spec.keep_last)
+            ctx.events.checkpoint_saved(progress.step, path)
+        accelerator.wait_for_everyone()  # nobody runs ahead of a checkpoint being written
         return path
-
-    def validate() -> dict[str, Any]:
-        return evaluate(
-            model,
-            val_blocks,
-            val_bytes,
-            spec.batch_size,
-            len(ctx.tokenizer),
-            spec.eval_batches,
-            device,
-        )
 
     model.train()
     started = time.monotonic()
@@ -226,7 +280,7 @@ def train(ctx: PhaseContext, model: torch.nn.Module, trainable: Trainable) -> Lo
         initial=progress.step,
         desc=f"phase {ctx.name}",
         file=sys.stderr,
-        disable=not sys.stderr.isatty(),
+        disable=not (main and sys.stderr.isatty()),
         dynamic_ncols=True,
     )
     while progress.step < spec.steps and not stopped_early:
@@ -234,10 +288,14 @@ def train(ctx: PhaseContext, model: torch.nn.Module, trainable: Trainable) -> Lo
         nll_total, grad_norm, learning_rate = 0.0, None, None
         extras: dict[str, float] = {}
         for micro in range(spec.grad_accum):
-            batch = train_blocks[order(step * spec.grad_accum + micro)].to(device)
+            # this process's contiguous share of the global micro-batch
+            picks = order(step * spec.grad_accum + micro).tensor_split(world)[rank]
+            batch = train_blocks[picks].to(device)
             with accelerator.accumulate(model):
                 nll, _ = token_nll(model, batch)
-                loss = nll / tokens_per_step
+                # DDP averages gradients over the processes: scale each share by their number
+                # so the average is the gradient of the global per-token mean
+                loss = nll * world / tokens_per_step
                 if (
                     trainable.extra_loss is not None
                 ):  # a share per micro-batch: once per step in all
@@ -262,6 +320,7 @@ def train(ctx: PhaseContext, model: torch.nn.Module, trainable: Trainable) -> Lo
                     scheduler.step()
                     optimizer.zero_grad(set_to_none=True)
         progress.step = step = step + 1
+        (nll_total,) = reduce_sum([nll_total])
         train_loss = nll_total / tokens_per_step
         progress.window_sum += train_loss
         progress.window_steps += 1
@@ -285,7 +344,8 @@ def train(ctx: PhaseContext, model: torch.nn.Module, trainable: Trainable) -> Lo
             metrics = {"train_loss": progress.window_sum / progress.window_steps, **validate()}
             progress.window_sum, progress.window_steps = 0.0, 0
             history.add({"step": step, "kind": "eval", **metrics})
-            ctx.events.evaluation(step, metrics)
+            if main:
+                ctx.events.evaluation(step, metrics)
             last_eval = metrics
             if not progress.improved(metrics["val_loss"]):
                 stopped_early = spec.patience is not None and progress.bad_evals >= spec.patience
@@ -294,6 +354,7 @@ def train(ctx: PhaseContext, model: torch.nn.Module, trainable: Trainable) -> Lo
         elif spec.save_every and due_save:
             last_saved = save(None)
     bar.close()
+    accelerator.wait_for_everyone()
 
     if last_eval is None:  # resumed at the very end: evaluate what was restored
         last_eval = {"train_loss": None, **validate()}
@@ -318,20 +379,8 @@ def train(ctx: PhaseContext, model: torch.nn.Module, trainable: Trainable) -> Lo
     )
 
 
-def _check_reload(
-    ctx: PhaseContext,
-    model: Any,
-    val_blocks: Any,
-    val_bytes: list[int],
-    device: Any,
-    path: Path,
-    saved: float,
-) -> None:
+def _check_reload(again: dict[str, Any], path: Path, saved: float) -> None:
     """A restored checkpoint must reproduce the validation loss it was saved with."""
-    spec = ctx.train
-    again = evaluate(
-        model, val_blocks, val_bytes, spec.batch_size, len(ctx.tokenizer), spec.eval_batches, device
-    )
     if abs(again["val_loss"] - saved) > 1e-3 * max(1.0, abs(saved)):
         raise TrainingError(
             f"{path}: the restored rows give validation loss {again['val_loss']:.6f}, but the "
