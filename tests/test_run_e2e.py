@@ -166,3 +166,42 @@ def test_unwritable_output_directory_is_a_clear_error(cli, tmp_path):
         finally:
             locked.chmod(0o700)
         assert result.exit_code == 2 and "cannot write the run directory" in result.output
+
+
+def test_final_artefacts_load_with_plain_transformers_and_peft(demo_run):
+    import torch
+    from peft import PeftModel
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out, _, _ = demo_run
+    tokenizer = AutoTokenizer.from_pretrained(out / "final" / "model")
+    model = AutoModelForCausalLM.from_pretrained(out / "final" / "model")
+    words = (RECIPES.parent / "data" / "demo_lexicon.txt").read_text(encoding="utf-8").split()[:3]
+    text = "riverrun, past " + " ".join(words)
+    ids = tokenizer(text)["input_ids"]
+    assert tokenizer.decode(ids, skip_special_tokens=True) == text
+    assert max(ids) >= 1000  # lexicon words encode to new ids beyond the demo's 1,000 base entries
+    generated = model.generate(**tokenizer(text, return_tensors="pt"), max_new_tokens=5, do_sample=False)
+    assert generated.shape[1] == len(ids) + 5
+    rows = load_file(str(out / "03-p3" / "new_rows.safetensors"))
+    final = model.get_input_embeddings().weight
+    assert torch.equal(final[rows["ids"]], rows["input"])
+    base = AutoModelForCausalLM.from_pretrained(out / "final" / "model")
+    adapted = PeftModel.from_pretrained(base, out / "02-p2" / "adapter")
+    assert any("lora_A" in name for name, _ in adapted.named_parameters())
+
+
+def test_alignment_phase_without_morphemes_fails_before_loading_a_model(cli, tmp_path, monkeypatch):
+    import wake2vec_plugins.models.demo as demo
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(demo.DemoFamily, "load", refuse)
+    recipe = tmp_path / "r.toml"
+    recipe.write_text((RECIPES / "three_phase.toml").read_text().replace(
+        'morphemes = "../data/demo_morphemes.csv"\n', "").replace("../data/", f"{RECIPES.parent}/data/"))
+    result = cli("run", str(recipe), "--output-dir", str(tmp_path / "out"))
+    assert result.exit_code == 2
+    assert "phase 'p3' uses regularizers that need morpheme data; set data.morphemes" in result.output
