@@ -205,3 +205,15 @@ def test_alignment_phase_without_morphemes_fails_before_loading_a_model(cli, tmp
     result = cli("run", str(recipe), "--output-dir", str(tmp_path / "out"))
     assert result.exit_code == 2
     assert "phase 'p3' uses regularizers that need morpheme data; set data.morphemes" in result.output
+
+
+def test_full_demo_training_loss_falls_in_every_phase(cli, tmp_path):
+    out = tmp_path / "full"
+    result = cli("run", str(RECIPES / "three_phase.toml"), "--output-dir", str(out))
+    assert result.exit_code == 0, result.output
+    for phase in ("01-p1", "02-p2", "03-p3"):
+        rows = [json.loads(line) for line in (out / phase / "history.jsonl").read_text().splitlines()]
+        losses = [r["train_loss"] for r in rows if r["kind"] == "train"]
+        quarter = max(len(losses) // 4, 5)
+        first, last = sum(losses[:quarter]) / quarter, sum(losses[-quarter:]) / quarter
+        assert last < first, (phase, first, last)
