@@ -89,3 +89,29 @@ def evaluate(
         total, tokens = reduce_sum([total, float(n_tokens)])
         n_tokens = int(round(tokens))
     return summarise(total, n_tokens, int(sum(block_bytes[:n])), vocab_size)
+
+
+REGIMES = ("improving", "plateau", "overfitting")
+
+
+def regime(previous: dict[str, Any] | None, current: dict[str, Any], tolerance: float = 1e-3) -> str:
+    """Label an evaluation from the trend since the previous one of the same phase.
+
+    ``improving``: validation loss fell by more than ``tolerance`` (relative). ``overfitting``:
+    validation loss rose by more than ``tolerance`` while the training loss did not rise by as
+    much. ``plateau``: anything else. The first evaluation of a phase has no trend and counts
+    as improving.
+    """
+    if previous is None or previous.get("val_loss") is None:
+        return "improving"
+    before, after = previous["val_loss"], current["val_loss"]
+    change = (after - before) / max(abs(before), 1e-12)
+    if change < -tolerance:
+        return "improving"
+    train_before, train_after = previous.get("train_loss"), current.get("train_loss")
+    train_change = 0.0
+    if train_before is not None and train_after is not None:
+        train_change = (train_after - train_before) / max(abs(train_before), 1e-12)
+    if change > tolerance and train_change <= tolerance:
+        return "overfitting"
+    return "plateau"

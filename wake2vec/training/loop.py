@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from wake2vec.errors import TrainingError
 from wake2vec.training import checkpoint as ckpt
-from wake2vec.training.evaluate import evaluate, token_nll
+from wake2vec.training.evaluate import evaluate, regime, token_nll
 
 if TYPE_CHECKING:
     import torch
@@ -343,6 +343,8 @@ def train(ctx: PhaseContext, model: torch.nn.Module, trainable: Trainable) -> Lo
         due_save = not spec.save_every or step % spec.save_every == 0
         if at_end or (spec.eval_every and step % spec.eval_every == 0):
             metrics = {"train_loss": progress.window_sum / progress.window_steps, **validate()}
+            previous = next((r for r in reversed(history.rows) if r.get("kind") == "eval"), None)
+            metrics["regime"] = regime(previous, metrics)
             progress.window_sum, progress.window_steps = 0.0, 0
             history.add({"step": step, "kind": "eval", **metrics})
             if main:
