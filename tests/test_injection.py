@@ -3,7 +3,6 @@ report, and applying an injection to a model's embedding matrices."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -244,15 +243,12 @@ def _big_lexicon() -> list[str]:
     )[:45000]
 
 
-def test_45k_words_inject_and_verify_in_seconds(tmp_path):
+def test_45k_words_inject_and_verify(tmp_path):
     import random
 
     tok = build_tokenizer("byte-level", tmp_path)
     words = _big_lexicon()
-    started = time.perf_counter()
-    injection = WholeWord().inject(tok, words)
-    took = time.perf_counter() - started
-    assert took < 60, took
+    injection = WholeWord().inject(tok, words)  # timed in benchmarks/, not here
     assert len(set(injection.words)) + len(injection.skipped) == len(set(words))
     rng = random.Random(1)
     sample = rng.sample(injection.words, 2000)

@@ -148,9 +148,7 @@ def test_demo_cache_is_reused_without_rebuilding(demo_loaded, demo_cache, monkey
 
     monkeypatch.setattr(demo, "train_tokenizer", must_not_build)
     monkeypatch.setattr(demo, "random_llama", must_not_build)
-    start = time.perf_counter()
     again = DemoFamily().load(request(demo_cache))
-    assert time.perf_counter() - start < 5
     assert again.source == demo_loaded.source
     assert files_state(directory) == before
     assert torch.equal(again.model.lm_head.weight, demo_loaded.model.lm_head.weight)
@@ -260,7 +258,7 @@ def test_uncached_hub_id_offline_fails_fast(monkeypatch):
     with pytest.raises(UserInputError, match="HF_HUB_OFFLINE=1") as info:
         load("wake2vec-tests/never-downloaded-model")
     assert "wake2vec-tests/never-downloaded-model" in str(info.value)
-    assert time.perf_counter() - start < 5
+    assert time.perf_counter() - start < 20  # no network retries (they take about 40 s)
     assert read_model_type("wake2vec-tests/never-downloaded-model") is None
 
 

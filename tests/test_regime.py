@@ -24,8 +24,8 @@ def test_every_evaluation_in_a_run_is_labelled(tmp_path):
     import json
 
     from click.testing import CliRunner
-
     from conftest import RECIPES
+
     from wake2vec.cli import cli
 
     out = tmp_path / "run"
