@@ -217,3 +217,21 @@ def test_full_demo_training_loss_falls_in_every_phase(cli, tmp_path):
         quarter = max(len(losses) // 4, 5)
         first, last = sum(losses[:quarter]) / quarter, sum(losses[-quarter:]) / quarter
         assert last < first, (phase, first, last)
+
+
+def test_nf4_body_runs_all_phases_with_fp32_rows(cli, tmp_path):
+    pytest.importorskip("bitsandbytes")
+    import torch
+    from safetensors.torch import load_file
+
+    out = tmp_path / "nf4"
+    result = cli("run", str(RECIPES / "three_phase.toml"), "--output-dir", str(out),
+                 "--set", 'model.quantization="nf4"', *FAST)
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "final" / "model" / "config.json").read_text())
+    assert config["quantization_config"]["bnb_4bit_quant_type"] == "nf4"
+    checkpoint = sorted((out / "01-p1" / "checkpoints").glob("step-*"))[-1]
+    rows = load_file(str(checkpoint / "trainable.safetensors"))
+    assert rows["input"].dtype == rows["output"].dtype == torch.float32
+    norms = json.loads((out / "02-p2" / "adapter_norms.json").read_text())
+    assert norms and max(norms.values()) > 0  # the adapters on the 4-bit body learned
