@@ -61,7 +61,6 @@ from pydantic import Field
 from wake2vec import hookimpl
 from wake2vec.api import Injection, Injector, Params
 from wake2vec.errors import TrainingError, UserInputError
-from wake2vec.lexicon import entry_problem
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -140,7 +139,7 @@ class BpeMerges(Injector):
         )
 
     def inject(self, tokenizer: PreTrainedTokenizerBase, words: list[str]) -> BpeMergesInjection:
-        from wake2vec_plugins.injectors.whole_word import _wrap
+        from wake2vec_plugins.injectors.whole_word import _wrap, screen_words
 
         backend = _bpe_backend(tokenizer)
         state = json.loads(backend.to_str())
@@ -150,20 +149,7 @@ class BpeMerges(Injector):
             [len(tokenizer), max(base_vocab.values(), default=-1) + 1, *(i + 1 for i in added_ids)]
         )
 
-        rejected: list[tuple[str, str]] = []
-        candidates: list[str] = []
-        seen: set[str] = set()
-        for word in words:
-            problem = entry_problem(word) if word else "empty"
-            if problem is None and len(word) < self.params.min_length:
-                problem = f"shorter than min_length {self.params.min_length}"
-            if problem is None and word in seen:
-                problem = "duplicate"
-            if problem is not None:
-                rejected.append((word, problem))
-                continue
-            seen.add(word)
-            candidates.append(word)
+        candidates, rejected = screen_words(words, self.params.min_length)
 
         skipped: list[tuple[str, str]] = []
         forms, why_not = _base_forms(backend, candidates, base_vocab, self.params.skip_single_token)

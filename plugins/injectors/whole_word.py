@@ -75,6 +75,26 @@ _BASE_PROBE = (
 )
 
 
+def screen_words(words: list[str], min_length: int) -> tuple[list[str], list[tuple[str, str]]]:
+    """Split lexicon entries into usable candidates (in order, once each) and rejected
+    ``(entry, reason)`` pairs: empty, malformed (see ``entry_problem``), too short, duplicate."""
+    rejected: list[tuple[str, str]] = []
+    candidates: list[str] = []
+    seen: set[str] = set()
+    for word in words:
+        problem = entry_problem(word) if word else "empty"
+        if problem is None and len(word) < min_length:
+            problem = f"shorter than min_length {min_length}"
+        if problem is None and word in seen:
+            problem = "duplicate"
+        if problem is not None:
+            rejected.append((word, problem))
+            continue
+        seen.add(word)
+        candidates.append(word)
+    return candidates, rejected
+
+
 @dataclass
 class WholeWordInjection(Injection):
     """An Injection that also records which form each new id is (parallel to ``ids``)."""
@@ -102,20 +122,7 @@ class WholeWord(Injector):
 
         backend = _backend(tokenizer)
         base_size = len(tokenizer)
-        rejected: list[tuple[str, str]] = []
-        candidates: list[str] = []
-        seen: set[str] = set()
-        for word in words:
-            problem = entry_problem(word) if word else "empty"
-            if problem is None and len(word) < self.params.min_length:
-                problem = f"shorter than min_length {self.params.min_length}"
-            if problem is None and word in seen:
-                problem = "duplicate"
-            if problem is not None:
-                rejected.append((word, problem))
-                continue
-            seen.add(word)
-            candidates.append(word)
+        candidates, rejected = screen_words(words, self.params.min_length)
 
         skipped: list[tuple[str, str]] = []
         if self.params.skip_single_token and candidates:
