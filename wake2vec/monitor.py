@@ -38,6 +38,18 @@ def require_run_dir(path: Path) -> Path:
     return path
 
 
+def require_run_dirs(paths: list[Path] | tuple[Path, ...]) -> None:
+    """Check every path with :func:`require_run_dir`; one error listing every bad one."""
+    bad = []
+    for path in paths:
+        try:
+            require_run_dir(path)
+        except UserInputError as exc:
+            bad.append(str(exc))
+    if bad:
+        raise UserInputError("\n".join(bad))
+
+
 def read_json(path: Path, attempts: int = 5) -> dict[str, Any] | None:
     """A JSON object from ``path``, or None when it is absent. A file being replaced (or written
     in place) while we read is read again a few times before giving up."""

@@ -35,16 +35,9 @@ def compare(run_dirs: tuple[Path, ...], fmt: str, output: Path | None) -> None:
     marked as not comparable; bits per byte compares across tokenizers.
     """
     from wake2vec.errors import UserInputError
-    from wake2vec.monitor import compare_runs, require_run_dir
+    from wake2vec.monitor import compare_runs, require_run_dirs
 
-    bad = []
-    for path in run_dirs:
-        try:
-            require_run_dir(path)
-        except UserInputError as exc:
-            bad.append(str(exc))
-    if bad:
-        raise UserInputError("\n".join(bad))
+    require_run_dirs(run_dirs)
     comparison = compare_runs(list(run_dirs))
     text = RENDERERS[fmt](comparison)
     if output is None:

@@ -27,17 +27,9 @@ def status(run_dirs: tuple[Path, ...], watch: bool, interval: float, as_json: bo
 
     Safe to use on a run another process is writing. Exits 2 when a path is not a run directory.
     """
-    from wake2vec.errors import UserInputError
-    from wake2vec.monitor import require_run_dir, run_status
+    from wake2vec.monitor import require_run_dirs, run_status
 
-    bad = []
-    for path in run_dirs:
-        try:
-            require_run_dir(path)
-        except UserInputError as exc:
-            bad.append(str(exc))
-    if bad:
-        raise UserInputError("\n".join(bad))
+    require_run_dirs(run_dirs)
 
     def show() -> None:
         results = [run_status(path) for path in run_dirs]
