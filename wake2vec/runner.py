@@ -17,6 +17,9 @@ from wake2vec.recipe import Recipe, recipe_to_dict
 from wake2vec.registry import Registry, get_registry
 from wake2vec.rundir import RunDir, now, setup_logging, write_json_atomic
 
+INJECTED_ROWS = "injected_rows.safetensors"  # the new rows as initialised, before any phase
+METRICS_SCHEMA = 1  # NN-phase/metrics.json layout (docs/metrics.md); bumped on incompatible change
+
 if TYPE_CHECKING:
     from wake2vec.api import LoadedModel
     from wake2vec.parallel import Processes
@@ -206,6 +209,8 @@ def _run_steps(recipe: Recipe, run: RunDir, info: RunInfo, registry: Registry, h
         lambda: prepare_data(data, tokenizer, run.path / "cache", seed, lexicon.words))
     new_ids = list(injection.ids)
     snapshot = _snapshot(model, "injected", len(base_tokenizer), new_ids) if main else None
+    if main and not (run.path / INJECTED_ROWS).is_file():  # what `wake2vec analyze` starts from
+        save_new_rows(model, new_ids, list(injection.words), run.path / INJECTED_ROWS)
 
     # ---------------------------------------------------------------- phases
     for index, spec in enumerate(recipe.phases):
@@ -241,9 +246,12 @@ def _run_steps(recipe: Recipe, run: RunDir, info: RunInfo, registry: Registry, h
             after = _snapshot(model, f"after-{spec.name}", len(base_tokenizer), new_ids)
             metrics = _compute_metrics(recipe, registry, snapshot, after, seed, injection.words,
                                        model, tokenizer)
-            write_json_atomic(phase_dir / "metrics.json",
-                              {"phase": spec.name, "strategy": spec.strategy,
-                               "evaluation": result.metrics, "analysis": metrics})
+            payload = {"schema_version": METRICS_SCHEMA, "phase": spec.name, "strategy": spec.strategy,
+                       "evaluation": result.metrics, "analysis": metrics}
+            if wants_probe(recipe, index):
+                log.info("phase %s: generation probes", spec.name)
+                payload["generation"] = run_probes(recipe, model, tokenizer, injection, lexicon)
+            write_json_atomic(phase_dir / "metrics.json", payload)
             snapshot = after
         record.update(status="completed", ended=now(), evaluation=result.metrics,
                       artefacts=result.artefacts)
@@ -262,6 +270,19 @@ def _run_steps(recipe: Recipe, run: RunDir, info: RunInfo, registry: Registry, h
 
     if recipe.report.html:
         write_report(run.path, run.manifest, recipe.report.title)
+
+
+def wants_probe(recipe: Recipe, index: int) -> bool:
+    """Whether generation probes run after phase ``index``."""
+    spec = recipe.analysis.generation
+    return spec.enabled and (spec.every_phase or index == len(recipe.phases) - 1)
+
+
+def run_probes(recipe: Recipe, model: Any, tokenizer: Any, injection: Any, lexicon: Any) -> dict[str, Any]:
+    from wake2vec.generation import probe
+
+    return probe(model, tokenizer, recipe.analysis.generation, new_ids=injection.ids,
+                 lexicon=lexicon.words, seed=recipe.run.seed)
 
 
 def lexicon_words_by_id(injection: Any) -> list[str]:

@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "plan": "wake2vec.cli.plan:plan",
     "status": "wake2vec.cli.status:status",
     "compare": "wake2vec.cli.compare:compare",
+    "analyze": "wake2vec.cli.analyze:analyze",
 }
 
 

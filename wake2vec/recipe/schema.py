@@ -113,10 +113,39 @@ class PhaseSpec(Strict):
         return self
 
 
+class GenerationSpec(Strict):
+    """Generation probes: samples from fixed prompts at several temperatures, with measures."""
+
+    enabled: bool = True
+    prompts: list[str] = Field(default_factory=lambda: ["riverrun, past Eve and Adam's,"], min_length=1)
+    temperatures: list[float] = Field(default_factory=lambda: [0.5, 0.7, 0.9, 1.0, 1.2], min_length=1)
+    max_new_tokens: int = Field(default=60, ge=1, le=4096)
+    samples_per_setting: int = Field(default=1, ge=1, le=100)
+    top_k: int = Field(default=0, ge=0)  # 0: sample from the whole vocabulary
+    every_phase: bool = True  # probe after each phase; false: after the last only
+
+    @field_validator("prompts")
+    @classmethod
+    def _non_empty_prompts(cls, value: list[str]) -> list[str]:
+        for i, prompt in enumerate(value):
+            if not prompt.strip():
+                raise ValueError(f"prompt {i} is empty")
+        return value
+
+    @field_validator("temperatures")
+    @classmethod
+    def _positive_temperatures(cls, value: list[float]) -> list[float]:
+        for t in value:
+            if not (0.0 < t <= 10.0):  # also rejects NaN
+                raise ValueError(f"temperature {t} is outside (0, 10]")
+        return value
+
+
 class AnalysisSpec(Strict):
     metrics: list[PluginRef] = Field(
         default_factory=lambda: [PluginRef(name=n) for n in ("norms", "isotropy", "drift")]
     )
+    generation: GenerationSpec = Field(default_factory=GenerationSpec)
 
 
 class ReportSpec(Strict):
