@@ -44,13 +44,15 @@ def _finish(proc: subprocess.Popen) -> None:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> tuple[Path, Path]:
-    """Two short demo runs made once, side by side: the second with a smaller base vocabulary
-    (so a different tokenizer). Built in parallel: they share nothing but the CPU."""
+    """Two short demo runs made once, side by side: the second with a byte-level tokenizer of a
+    smaller vocabulary (the first is SentencePiece-style). Built in parallel: they share nothing
+    but the CPU."""
     root = tmp_path_factory.mktemp("runs")
     first, second = root / "demo", root / "small-vocab"
     a = _run(first, *SHORT)
     b = _run(
-        second, *SHORT, "--set", "model.params.vocab_size=800", "--set", "run.name=small-vocab"
+        second, *SHORT, "--set", "model.params.vocab_size=800", "--set", "run.name=small-vocab",
+        "--set", "model.params.tokenizer=byte-level",
     )
     _finish(a)
     _finish(b)
@@ -243,6 +245,12 @@ def test_compare_flags_per_token_losses_across_different_tokenizers(cli, runs):
     val = rows[("phase p1", "val loss (nats/token)")]
     assert val["comparable"] is False and "tokenizers differ" in val["note"]
     assert rows[("model", "base tokenizer entries")]["values"] == [1000, 800]
+    assert rows[("model", "tokenizer kind")]["values"] == ["SentencePiece-style BPE", "byte-level BPE"]
+    for phase in ("p1", "p2", "p3"):
+        assert all(v > 0 for v in rows[(f"phase {phase}", "bits per byte")]["values"])
+    new_share = rows[("phase p3", "generated: new-token share")]
+    assert new_share["comparable"] is False and all(0 <= v <= 1 for v in new_share["values"])
+    assert rows[("phase p3", "generated: words unknown to English")]["comparable"] is True
     new_ids, share = (
         rows[("model", "new ids")]["values"],
         rows[("model", "new ids' share of the vocabulary")],

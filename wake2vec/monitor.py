@@ -463,6 +463,16 @@ GEOMETRY = (
     ("PCA dims for 90% (new rows)", ("pca-dims", "after", "new", "dims", "0.9")),
 )
 
+# label, key in a phase's generation "mean", per token (so tied to the tokenizer)
+GENERATION = (
+    ("generated: new-token share", "new_token_share", True),
+    ("generated: words unknown to English", "unknown_word_share", False),
+    ("generated: lexicon-word share", "lexicon_share", False),
+    ("generated: lexicon recall", "lexicon_recall", False),
+    ("generated: distinct-2", "distinct_2", False),
+    ("generated: repeated trigrams", "repetition_rate", False),
+)
+
 INJECTION = (
     ("words added", ("added", "count")),
     ("words skipped", ("skipped", "count")),
@@ -502,6 +512,7 @@ def run_summary(run_dir: Path) -> dict[str, Any]:
             "bits_per_byte": evaluation.get("bits_per_byte"),
             "uniform_loss": evaluation.get("uniform_loss"),
             "geometry": {label: dig(metrics, "analysis", *path) for label, path in GEOMETRY},
+            "generation": {key: dig(metrics, "generation", "mean", key) for _, key, _ in GENERATION},
         }
     return {
         "run_dir": str(run_dir),
@@ -515,9 +526,25 @@ def run_summary(run_dir: Path) -> dict[str, Any]:
         "new_ids": new_ids,
         "new_share": new_ids / after if isinstance(new_ids, int) and after else None,
         "tokenizer_fingerprint": tokenizer_fingerprint(run_dir, manifest),
+        "tokenizer_kind": tokenizer_kind(run_dir),
         "phases": phases,
         "injection": {label: dig(injection, *path) for label, path in INJECTION},
     }
+
+
+def tokenizer_kind(run_dir: Path) -> str | None:
+    """"byte-level BPE", "SentencePiece-style BPE" and the like, read from the run's saved
+    fast tokenizer (tokenizer/tokenizer.json); None when there is none."""
+    data = read_json(run_dir / "tokenizer" / "tokenizer.json", attempts=1)
+    if not isinstance(data, dict):
+        return None
+    text = json.dumps([data.get(k) for k in ("normalizer", "pre_tokenizer", "decoder")])
+    model = dig(data, "model", "type") or "unknown model"
+    if '"ByteLevel"' in text:
+        return f"byte-level {model}"
+    if '"Metaspace"' in text or "\u2581" in text or "▁" in text:
+        return f"SentencePiece-style {model}"
+    return str(model)
 
 
 NOT_COMPARABLE = (
@@ -561,6 +588,7 @@ def compare_runs(run_dirs: list[Path]) -> dict[str, Any]:
         ("new_ids", "new ids"),
         ("new_share", "new ids' share of the vocabulary"),
         ("tokenizer_fingerprint", "tokenizer fingerprint"),
+        ("tokenizer_kind", "tokenizer kind"),
     ):
         add("model", label, [r[key] for r in runs])
     for label, _ in INJECTION:
@@ -583,4 +611,6 @@ def compare_runs(run_dirs: list[Path]) -> dict[str, Any]:
         add(section, "bits per byte", [p.get("bits_per_byte") for p in phase])
         for label, _ in GEOMETRY:
             add(section, label, [dig(p, "geometry", label) for p in phase])
+        for label, key, per_token in GENERATION:
+            add(section, label, [dig(p, "generation", key) for p in phase], per_token=per_token)
     return {"runs": runs, "labels": labels, "same_tokenizer": same_tokenizer, "rows": rows}

@@ -11,7 +11,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -51,6 +51,10 @@ class DemoFamily(api.ModelFamily):
         intermediate_size: int = Field(128, ge=8, le=16384)
         max_position_embeddings: int = Field(512, ge=16, le=131_072)
         tie_word_embeddings: bool = False
+        tokenizer: Literal["sentencepiece", "byte-level"] = Field(
+            "sentencepiece",
+            description="SentencePiece-style BPE (Llama's kind) or byte-level BPE (GPT-2's and Qwen's)",
+        )
 
         @model_validator(mode="after")
         def _heads_divide_hidden(self) -> DemoFamily.Params:
@@ -168,6 +172,26 @@ def _sentences(text: str) -> Iterator[str]:
 
 
 def train_tokenizer(text: str, params: DemoFamily.Params, workdir: Path, corpus: Path):
+    """A tokenizer of the kind ``params.tokenizer`` names, trained on ``text``."""
+    if params.tokenizer == "byte-level":
+        return train_byte_level(text, params)
+    return train_sentencepiece(text, params, workdir, corpus)
+
+
+def train_byte_level(text: str, params: DemoFamily.Params):
+    """A GPT-2-style byte-level BPE with one ``<|endoftext|>`` token for bos and eos."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    raw = ByteLevelBPETokenizer(add_prefix_space=False)
+    raw.train_from_iterator(_sentences(text), vocab_size=params.vocab_size, min_frequency=2,
+                            special_tokens=["<|endoftext|>"], show_progress=False)
+    return PreTrainedTokenizerFast(tokenizer_object=raw._tokenizer, bos_token="<|endoftext|>",
+                                   eos_token="<|endoftext|>",
+                                   model_max_length=params.max_position_embeddings)
+
+
+def train_sentencepiece(text: str, params: DemoFamily.Params, workdir: Path, corpus: Path):
     """A Llama-style tokenizer (BPE, ``▁`` word boundaries, byte fallback) trained on ``text``."""
     import sentencepiece as spm
     from transformers import LlamaTokenizer

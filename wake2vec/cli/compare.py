@@ -81,7 +81,7 @@ def render_table(comparison: dict[str, Any]) -> str:
     body = [
         (r["section"], _label(r, "(!)"), [cell(v) for v in r["values"]]) for r in comparison["rows"]
     ]
-    width0 = max([len(b[1]) for b in body] + [len("run")]) + 2
+    width0 = max([len(b[1]) for b in body] + [len("run")]) + 4  # "  " indent and a gap
     widths = [max([len(lab)] + [len(b[2][i]) for b in body]) for i, lab in enumerate(labels)]
     lines = [
         "".ljust(width0) + "  ".join(lab.ljust(w) for lab, w in zip(labels, widths, strict=True))
