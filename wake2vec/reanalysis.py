@@ -5,7 +5,10 @@ initialised (``injected_rows.safetensors``) and after each phase (``NN-name/new_
 and the final model. Each phase's snapshot is the final model's embedding matrix with that
 phase's new rows written back by id; the base rows are the final model's, which no built-in phase
 changes (the drift metric shows it: exactly 1.0). Generation probes run on the final model and
-replace the last phase's probes; earlier phases keep the probes recorded during the run.
+replace the last phase's probes; earlier phases keep the probes recorded during the run. A run
+unpacked from an archive without its final model is measured on the base model injected again
+as the recipe says (same seed, same tokenizer), with the saved rows written in; probes are then
+skipped, since the adapters of a LoRA phase are not in the base weights.
 """
 
 from __future__ import annotations
@@ -53,11 +56,22 @@ def analyze_run(path: Path, *, generation: bool = True, metrics: tuple[str, ...]
         for ref in refs:  # an unknown metric fails before the model loads
             registry.create("metric", ref.name, ref.params)
         phase_dirs = [_phase_dir(path, i, p.name) for i, p in enumerate(recipe.phases)]
-        for needed in [path / INJECTED_ROWS, path / "final" / "model" / "config.json",
-                       *(d / "new_rows.safetensors" for d in phase_dirs)]:
+        for needed in [path / INJECTED_ROWS, *(d / "new_rows.safetensors" for d in phase_dirs)]:
             if not needed.is_file():
                 raise UserInputError(f"{path}: {needed.relative_to(path)} is missing; cannot analyze")
-        model, tokenizer = _load_final(path, manifest)
+        final = (path / "final" / "model" / "config.json").is_file()
+        if final:
+            model, tokenizer = _load_final(path, manifest)
+        else:  # an archive without the model: the base model, injected as the run injected it
+            log.warning("analyze: %s has no final/model; rebuilding the embeddings from the base "
+                        "model %s (generation probes need the final model and are skipped)",
+                        path, manifest.get("model", {}).get("source"))
+            from wake2vec.rundir import cache_root
+            from wake2vec.runner import prepare
+
+            prepared = prepare(recipe, registry, cache_root())
+            model, tokenizer = prepared.loaded.model, prepared.injection.tokenizer
+            generation = False
         words = _saved_words(path / INJECTED_ROWS)
         before = _snapshot_with(model, path / INJECTED_ROWS, "injected", manifest)
         for spec, folder in zip(recipe.phases, phase_dirs, strict=True):
@@ -79,7 +93,7 @@ def analyze_run(path: Path, *, generation: bool = True, metrics: tuple[str, ...]
                 lexicon=_lexicon_words(recipe, path), seed=recipe.run.seed)
             write_json_atomic(phase_dirs[-1] / "metrics.json", record)
         manifest.setdefault("analyses", []).append({"metrics": [r.name for r in refs],
-                                                   "generation": generation})
+                                                   "generation": generation, "final_model": final})
         run.save_manifest()
         if not recipe.report.html:
             return path

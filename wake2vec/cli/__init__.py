@@ -24,6 +24,8 @@ COMMANDS: dict[str, str] = {
     "status": "wake2vec.cli.status:status",
     "compare": "wake2vec.cli.compare:compare",
     "analyze": "wake2vec.cli.analyze:analyze",
+    "archive": "wake2vec.cli.archive:archive",
+    "unpack": "wake2vec.cli.archive:unpack",
 }
 
 
