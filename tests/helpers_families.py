@@ -37,10 +37,16 @@ def train_tokenizer(kind: str, texts: Iterable[str], vocab_size: int = 300):
         return PreTrainedTokenizerFast(
             tokenizer_object=raw._tokenizer, bos_token="<|endoftext|>", eos_token="<|endoftext|>"
         )
+    from tokenizers import decoders, pre_tokenizers
+
     raw = SentencePieceBPETokenizer(unk_token="<unk>")
     raw.train_from_iterator(
         list(texts), vocab_size=vocab_size, min_frequency=1, special_tokens=["<unk>", "<s>", "</s>"]
     )
+    # as transformers 5 builds Llama-family tokenizers: "▁" before the first piece only, not
+    # after every added token (the library's "always" would turn "word." into "word ▁.")
+    raw._tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(prepend_scheme="first")
+    raw._tokenizer.decoder = decoders.Metaspace(prepend_scheme="first")
     return PreTrainedTokenizerFast(
         tokenizer_object=raw._tokenizer, unk_token="<unk>", bos_token="<s>", eos_token="</s>"
     )

@@ -215,6 +215,42 @@ def test_a_hub_id_without_preset_is_a_clear_error(tmp_path):
         plan_recipe(load_recipe(recipe))
 
 
+PRESET_ONLY = """
+    [run]
+    name = "preset"
+    [model]
+    {model}
+    dtype = "float16"
+    quantization = "nf4"
+    [data]
+    corpus = "@DATA@/demo_corpus.txt"
+    lexicon = "@DATA@/demo_lexicon.txt"
+    seq_len = 512
+    [[phases]]
+    strategy = "embed-only"
+    steps = 1
+    learning_rate = 1e-3
+    batch_size = 1
+"""
+
+
+@pytest.mark.parametrize(
+    "model",
+    ['preset = "llama-3.2-1b"', 'name = "meta-llama/Llama-3.2-1B"'],
+    ids=["preset", "hub-id"],
+)
+def test_plan_reads_model_preset_or_a_presets_hub_id(cli, tmp_path, model):
+    recipe = write_recipe(tmp_path / "r.toml", PRESET_ONLY.format(model=model))
+    result = cli("plan", str(recipe), "--new-tokens", "45000", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["model"] == "llama-3.2-1b" and data["tied"] is True
+    assert (
+        "architecture numbers from preset llama-3.2-1b (meta-llama/Llama-3.2-1B)" in data["notes"]
+    )
+    assert data["rows_after_injection"] == 128_256 + 45_000
+
+
 # --------------------------------------------------------------------------- the command
 
 

@@ -41,7 +41,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wake2vec.errors import UserInputError
-from wake2vec.presets import GPT2_TARGETS, LLAMA_TARGETS, PHI3_TARGETS, Architecture, get_preset
+from wake2vec.presets import (
+    GPT2_TARGETS,
+    LLAMA_TARGETS,
+    PHI3_TARGETS,
+    PRESETS,
+    Architecture,
+    Preset,
+    get_preset,
+)
 
 if TYPE_CHECKING:
     from wake2vec.recipe.schema import Recipe
@@ -348,12 +356,12 @@ def advise(facts: ModelFacts, phase: PhaseInput, new_tokens: int, capacity: floa
 
 
 def model_facts(recipe: Recipe) -> tuple[ModelFacts, list[str]]:
-    """The model's numbers from its preset, else from a local config.json."""
+    """The model's numbers from its preset (model.preset, or the preset whose hub id is
+    model.name), else from a local config.json."""
     spec = recipe.model
-    preset_name = spec.params.get("preset") if isinstance(spec.params, dict) else None
     notes: list[str] = []
-    if preset_name:
-        preset = get_preset(str(preset_name))
+    preset = get_preset(spec.preset) if spec.preset else _preset_by_hub_id(spec.name)
+    if preset is not None:
         notes.append(f"architecture numbers from preset {preset.name} ({preset.hub_id})")
         return ModelFacts(
             preset.name,
@@ -372,7 +380,7 @@ def model_facts(recipe: Recipe) -> tuple[ModelFacts, list[str]]:
             else f"model family {spec.family!r} has no model.name"
         )
         raise UserInputError(
-            f"cannot plan memory: the recipe names no preset (model.params.preset) and {what}; "
+            f"cannot plan memory: the recipe names no preset (model.preset) and {what}; "
             "set a preset or point model.name at a saved model directory"
         )
     try:
@@ -393,6 +401,13 @@ def model_facts(recipe: Recipe) -> tuple[ModelFacts, list[str]]:
         eager_attention=config.get("model_type") in EAGER_MODEL_TYPES,
         lora_targets=_default_targets(config, arch),
     ), notes
+
+
+def _preset_by_hub_id(name: str | None) -> Preset | None:
+    """The preset whose hub id is ``name`` (case-insensitive), if any."""
+    if not name:
+        return None
+    return next((p for p in PRESETS.values() if p.hub_id.lower() == name.lower()), None)
 
 
 def _default_targets(config: dict[str, Any], arch: Architecture) -> tuple[str, ...]:

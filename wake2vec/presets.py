@@ -74,7 +74,7 @@ class Architecture:
                 return default
             raise UserInputError(
                 f"{where} has none of {', '.join(repr(k) for k in keys)}, so its memory "
-                "cannot be estimated; use a preset (model.params.preset) instead"
+                "cannot be estimated; use a preset (model.preset) instead"
             )
 
         hidden = int(pick("hidden_size", "n_embd", "d_model"))
@@ -359,3 +359,12 @@ def get_preset(name: str) -> Preset:
     if key in by_hub_id:
         return by_hub_id[key]
     raise UnknownNameError("model preset", name, list(PRESETS))
+
+
+def validate_preset(name: str) -> Preset:
+    """``get_preset`` for pydantic validators: an unknown name raises ``ValueError`` with the
+    close matches, which the recipe error lists under the key that named it."""
+    try:
+        return get_preset(name)
+    except UnknownNameError as exc:
+        raise ValueError(str(exc)) from None

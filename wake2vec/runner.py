@@ -151,7 +151,7 @@ def prepare(recipe: Recipe, registry: Registry, cache_dir: Path) -> Prepared:
     _require_phase_data(recipe, morphology)
 
     family_name = resolve_family(recipe, registry)
-    family = registry.create("model", family_name, recipe.model.params)
+    family = registry.create("model", family_name, recipe.model.family_params())
     log.info("loading model (family %s, %s)", family_name, recipe.model.name or "built locally")
     loaded: LoadedModel = family.load(ModelRequest(
         name=recipe.model.name, dtype=recipe.model.dtype, quantization=recipe.model.quantization,

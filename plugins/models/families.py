@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 from pydantic import Field, field_validator
 
 from wake2vec import api, hookimpl
-from wake2vec.errors import UnknownNameError, UserInputError
+from wake2vec.errors import UserInputError
 from wake2vec.modeling import find_lora_targets, load_pretrained, read_model_type
 from wake2vec.presets import (
     GPT2_TARGETS,
@@ -19,6 +19,7 @@ from wake2vec.presets import (
     Preset,
     get_preset,
     preset_names,
+    validate_preset,
 )
 
 
@@ -27,7 +28,9 @@ class FamilyParams(api.Params):
 
     family: ClassVar[str] = ""
     preset: str | None = Field(
-        None, description="a studied model's preset (e.g. 'llama-3.2-1b'): hub id and defaults"
+        None,
+        description="the recipe's model.preset (e.g. 'llama-3.2-1b'), passed on by the runner: "
+        "hub id and defaults",
     )
 
     @field_validator("preset")
@@ -35,10 +38,7 @@ class FamilyParams(api.Params):
     def _known_preset(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        try:
-            preset = get_preset(value)
-        except UnknownNameError as exc:
-            raise ValueError(str(exc)) from None
+        preset = validate_preset(value)
         if preset.family != cls.family:
             raise ValueError(
                 f"preset {preset.name!r} is a {preset.family} model, not {cls.family}; "
@@ -52,7 +52,7 @@ class StudiedFamily(api.ModelFamily):
     """Base of the studied families (not registered itself)."""
 
     name: ClassVar[str] = ""
-    presets: ClassVar[tuple[str, ...]] = ()
+    presets: ClassVar[tuple[str, ...]] = ()  # shown by list-plugins
     load_kwargs: ClassVar[dict[str, Any]] = {}  # extra from_pretrained arguments
     Params: ClassVar[type[FamilyParams]] = FamilyParams
 
@@ -69,7 +69,7 @@ class StudiedFamily(api.ModelFamily):
             return self.preset.hub_id
         raise UserInputError(
             f"model family {self.name!r} needs model.name (a hub id or a saved model directory) "
-            f"or model.params.preset (one of: {', '.join(self.presets)})"
+            f"or model.preset (one of: {', '.join(self.presets)})"
         )
 
     def _check_model_type(self, model_type: str | None, where: str) -> None:
@@ -145,7 +145,7 @@ def _params(family: str) -> type[FamilyParams]:
 
 
 class LlamaFamily(StudiedFamily):
-    """Llama: TinyLlama, Llama 3.x (presets: tinyllama-1.1b-chat, tinyllama-1.1b-3t, llama-3.2-1b, llama-3.2-3b, llama-3.1-8b)."""
+    """Llama: TinyLlama and Llama 3.x, SentencePiece-style or byte-level tokenizers."""
 
     name: ClassVar[str] = "llama"
     model_types: ClassVar[tuple[str, ...]] = ("llama",)
@@ -155,7 +155,7 @@ class LlamaFamily(StudiedFamily):
 
 
 class MistralFamily(StudiedFamily):
-    """Mistral (preset: mistral-7b-v0.3)."""
+    """Mistral, with a SentencePiece-style tokenizer."""
 
     name: ClassVar[str] = "mistral"
     model_types: ClassVar[tuple[str, ...]] = ("mistral",)
@@ -165,7 +165,7 @@ class MistralFamily(StudiedFamily):
 
 
 class Phi3Family(StudiedFamily):
-    """Phi-3 with fused qkv_proj and gate_up_proj (preset: phi-3.5-mini)."""
+    """Phi-3 with fused qkv_proj and gate_up_proj, and padding rows past the tokenizer."""
 
     name: ClassVar[str] = "phi3"
     model_types: ClassVar[tuple[str, ...]] = ("phi3",)
@@ -175,7 +175,7 @@ class Phi3Family(StudiedFamily):
 
 
 class Qwen2Family(StudiedFamily):
-    """Qwen2 / Qwen2.5, with padding rows past the tokenizer (preset: qwen2.5-14b)."""
+    """Qwen2 / Qwen2.5, with padding rows past the tokenizer."""
 
     name: ClassVar[str] = "qwen2"
     model_types: ClassVar[tuple[str, ...]] = ("qwen2",)
@@ -185,7 +185,7 @@ class Qwen2Family(StudiedFamily):
 
 
 class Gemma2Family(StudiedFamily):
-    """Gemma-2, loaded with eager attention for its logit soft-capping (preset: gemma-2-9b)."""
+    """Gemma-2, loaded with eager attention for its logit soft-capping."""
 
     name: ClassVar[str] = "gemma2"
     model_types: ClassVar[tuple[str, ...]] = ("gemma2",)
@@ -196,7 +196,7 @@ class Gemma2Family(StudiedFamily):
 
 
 class Gpt2Family(StudiedFamily):
-    """GPT-2 with Conv1D projections, for CPU smoke tests (presets: gpt2, distilgpt2)."""
+    """GPT-2 with Conv1D projections, for CPU smoke tests."""
 
     name: ClassVar[str] = "gpt2"
     model_types: ClassVar[tuple[str, ...]] = ("gpt2",)

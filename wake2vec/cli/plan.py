@@ -41,7 +41,7 @@ def plan(
 ) -> None:
     """Estimate the peak GPU memory of each phase of RECIPE, without loading the model.
 
-    Uses the preset's architecture numbers (model.params.preset), or the config.json of a local
+    Uses the preset's architecture numbers (model.preset), or the config.json of a local
     model directory. Prints the terms of each estimate, whether it fits the GPU, and what to
     change when it does not. Exits 0 when every phase fits, 1 when one does not, 2 for bad input.
     """

@@ -224,6 +224,11 @@ def file_problems(data: dict[str, Any], base_dir: Path) -> Problems:
         path = (base_dir / Path(name).expanduser()).resolve()
         if not path.exists():
             problems.append(("model.name", f"directory not found: {path}"))
+    elif isinstance(name, str) and "/" in name:  # a hub id, unless its first part is a folder here
+        path, first = base_dir / name, base_dir / name.split("/", 1)[0]
+        if first.is_dir() and not path.exists():
+            problems.append(("model.name", f"directory not found: {path} (not read as a hub id: "
+                                           f"{first} is a local folder)"))
     return problems
 
 
@@ -234,7 +239,7 @@ def _plugin_refs(recipe: Recipe) -> list[tuple[str, str, PluginRef | None, str, 
     """(path, kind, ref, name, params) for every plugin the recipe names."""
     refs: list[tuple[str, str, PluginRef | None, str, dict[str, Any]]] = []
     if recipe.model.family:
-        refs.append(("model.family", "model", None, recipe.model.family, recipe.model.params))
+        refs.append(("model.family", "model", None, recipe.model.family, recipe.model.family_params()))
     refs.append(("injection.injector", "injector", recipe.injection.injector, "", {}))
     refs.append(("injection.initializer", "initializer", recipe.injection.initializer, "", {}))
     for i, phase in enumerate(recipe.phases):

@@ -40,18 +40,55 @@ class RunSpec(Strict):
 
 
 class ModelSpec(Strict):
-    family: str | None = None  # detected from config.json when omitted
-    name: str | None = None  # hub id or local directory
+    family: str | None = None  # detected from config.json when omitted; a preset sets it
+    name: str | None = None  # hub id or local directory; default: the preset's hub id
+    preset: str | None = None  # a studied model (wake2vec/presets.py), e.g. "llama-3.2-1b"
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     quantization: Literal["none", "nf4"] = "none"
     trust_remote_code: bool = False
     params: dict[str, Any] = Field(default_factory=dict)
 
+    @field_validator("preset")
+    @classmethod
+    def _known_preset(cls, value: str | None) -> str | None:
+        from wake2vec.presets import validate_preset
+
+        return None if value is None else validate_preset(value).name
+
+    @field_validator("params")
+    @classmethod
+    def _no_params_preset(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if "preset" in value:
+            raise ValueError(
+                "the preset is no longer a family parameter: write model.preset = "
+                f'"{value["preset"]}" instead of model.params.preset'
+            )
+        return value
+
     @model_validator(mode="after")
-    def _needs_something(self) -> ModelSpec:
+    def _resolve_preset(self) -> ModelSpec:
+        if self.preset is not None:
+            from wake2vec.presets import get_preset
+
+            preset = get_preset(self.preset)
+            if self.family is not None and self.family != preset.family:
+                raise ValueError(
+                    f"model.preset {preset.name!r} is a {preset.family} model but model.family is "
+                    f"{self.family!r}; remove model.family (the preset sets it)"
+                )
+            self.family = preset.family
+            if self.name is None:
+                self.name = preset.hub_id
         if self.family is None and self.name is None:
-            raise ValueError("give model.name (a hub id or directory) or model.family")
+            raise ValueError(
+                "give model.name (a hub id or directory), model.preset or model.family"
+            )
         return self
+
+    def family_params(self) -> dict[str, Any]:
+        """The model family plugin's parameters: ``params``, plus the preset when one is named
+        (the studied families take it as their ``preset`` parameter)."""
+        return {**self.params, "preset": self.preset} if self.preset else dict(self.params)
 
 
 class DataSpec(Strict):
