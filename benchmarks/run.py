@@ -29,6 +29,7 @@ BENCHMARKS = {
     "cli": "bench_cli.py",
     "injection": "bench_injection.py",
     "initializers": "bench_initializers.py",
+    "analysis": "bench_analysis.py",
 }
 VERSIONED = ("wake2vec", "torch", "transformers", "tokenizers")
 

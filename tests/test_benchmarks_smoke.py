@@ -23,7 +23,7 @@ def quick_results(tmp_path_factory) -> dict:
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=900,  # the quick P1 run starts five Python processes
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "targets met:" in proc.stdout
@@ -35,7 +35,7 @@ def _rows(results: dict, benchmark: str) -> dict[str, dict]:
 
 
 def test_every_benchmark_ran_in_its_own_process_and_reported(quick_results):
-    assert set(quick_results["benchmarks"]) == {"cli", "injection", "initializers"}
+    assert {"cli", "injection", "initializers", "analysis"} <= set(quick_results["benchmarks"])
     for name, result in quick_results["benchmarks"].items():
         assert result["status"] in ("ok", "skipped"), (name, result["status"])
         assert result["peak_rss_mib"] > 10, name  # a Python process, measured per child
@@ -81,3 +81,25 @@ def test_only_selects_benchmarks(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert list(json.loads(out.read_text(encoding="utf-8"))["benchmarks"]) == ["cli"]
+
+
+def test_analysis_quick_run_states_its_samples_and_sees_untouched_base_rows(quick_results):
+    rows = _rows(quick_results, "analysis")
+    names = ("norms", "isotropy", "drift", "neighbours", "pca-dims", "pairwise-cosine", "pip-loss")
+    assert all(rows[name]["value"] >= 0 for name in names)  # every metric ran and was timed
+    assert rows["every sample's size and seed stated in the output"]["value"] is True
+    assert rows["drift of base rows (mean, min)"]["value"] == "1.0 / 1.0"
+    assert rows["PIP loss of base rows"]["value"] == 0
+    assert 0.0 < rows["neighbour overlap before/after"]["value"] < 1.0  # new rows moved
+
+
+def test_p1_quick_run_agrees_with_the_study_style_baseline(quick_results):
+    assert quick_results["benchmarks"]["p1"]["status"] == "ok"
+    rows = _rows(quick_results, "p1")
+    for variant in ("wake2vec-fp32", "wake2vec-bf16"):
+        # same model, data, steps and seed: the losses agree, and every rerun is identical
+        assert rows[f"throughput: {variant} validation loss vs study (relative)"]["met"] is True
+        assert rows[f"throughput: {variant} same losses in every round"]["value"] is True
+        assert rows[f"throughput: {variant} tokens/s (median step)"]["value"] > 0
+    assert rows["efficiency: matrix FLOPs per P1 step"]["value"] > 0
+    assert rows["memory: wake2vec-bf16 peak RSS"]["value"] > 10

@@ -224,3 +224,22 @@ def test_analyze_an_unknown_metric_fails_before_loading(cli, runs, tmp_path):
     result = cli("analyze", str(copy), "--metric", "isotrpy")
     assert result.exit_code == 2
     assert "isotrpy" in result.output and "isotropy" in result.output
+
+
+@pytest.mark.slow
+def test_metrics_json_holds_every_documented_path(runs):
+    """docs/metrics.md lists the paths readers may rely on; a real run must have each one."""
+    doc = (REPO / "docs" / "metrics.md").read_text(encoding="utf-8")
+    block = doc.split("```text\n", 1)[1].split("```", 1)[0]
+    paths = [line.strip() for line in block.splitlines() if line.strip()]
+    assert len(paths) > 40
+    probed, _ = runs
+    for phase in ("p1", "p2", "p3"):
+        record = _metrics(probed, phase)
+        assert record["schema_version"] == 1
+        for path in paths:
+            node = record
+            for key in path.split("."):
+                assert isinstance(node, dict) and key in node, f"{phase}: {path} missing at {key!r}"
+                node = node[key]
+        json.dumps(record, allow_nan=False)

@@ -306,6 +306,13 @@ def test_metrics_module_imports_without_torch():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_neighbours_metric_states_its_samples_and_seeds():
+    out = run_metric(G.Neighbours, context(), k=2, examples=3, overlap_sample=10)
+    assert out["seed"] == 5 and out["examples_seed"] == 6
+    assert out["sample"] == {"overlap": 10, "new_tokens": 80}
+    assert 10 <= out["queries"] <= 13  # the overlap sample plus the examples not already in it
+
+
 def test_neighbours_without_tokenizer_gives_no_strings():
     out = run_metric(G.Neighbours, context(), k=2, examples=1)
     assert out["examples"][0]["after"][0]["token"] is None
@@ -349,7 +356,9 @@ def test_pca_and_pip_metrics_on_all_rows_match_direct_computations():
     pca = run_metric(G.PcaDims, ctx, thresholds=(0.5, 0.8, 0.99))
     assert pca["after"]["all"]["dims"] == A.pca_dims(after, (0.5, 0.8, 0.99))
     pip = run_metric(G.PipLoss, ctx)
-    assert pip["all"]["pip"] == pytest.approx(A.pip_loss(before, after), rel=1e-9)
+    # float32 rows: Grams from float32 chunk products, summed per row set (the plugin) or in
+    # one pass (pip_loss), agree to float32 rounding, not to float64's (see test_pip_* below)
+    assert pip["all"]["pip"] == pytest.approx(A.pip_loss(before, after), rel=1e-6)
 
 
 def test_row_changes_count_rows_and_the_largest_change():
@@ -358,3 +367,103 @@ def test_row_changes_count_rows_and_the_largest_change():
     b[1, 2], b[3, 0] = 0.25, -2.0
     assert A.row_changes(a, b) == {"changed_rows": 2, "max_abs_change": 2.0}
     assert A.select_rows(a, [1, 2, 3]).data_ptr() == a[1:].data_ptr()  # a run: no copy
+
+
+# --------------------------------------------------------------------------- fast paths
+
+
+def test_symmetric_gram_equals_the_full_product_and_is_exactly_symmetric():
+    x = torch.randn(3000, 1100, generator=gen(40), dtype=torch.float64)  # 3 column blocks
+    g = A._gram(x)
+    assert torch.equal(g, g.T)
+    assert torch.allclose(g, x.T @ x, rtol=1e-12, atol=1e-9)
+    x32 = x.float()
+    fast = A._gram(x32, exact=False)  # float32 chunk products, float64 sums
+    exact = A._gram(x32)
+    assert torch.equal(fast, fast.T)
+    assert float((fast - exact).abs().max()) < 1e-5 * float(exact.diagonal().max())
+
+
+def test_float32_moments_match_float64_products_to_float32_rounding():
+    x = torch.randn(5000, 96, generator=gen(41)) * 0.02 + 0.3  # a large shared offset
+    fast, exact = A.moments(x), A.moments(x, exact=True)
+    assert torch.equal(fast.mean, exact.mean)
+    assert float((fast.scatter - exact.scatter).abs().max()) < 1e-5 * float(exact.scatter.max())
+    assert A.pca_dims(fast) == A.pca_dims(exact)
+
+
+def test_isotropy_gives_both_measures_from_one_pass_over_the_rows():
+    x = ray_cone(3000, 24, seed=42) + 0.5 * torch.randn(3000, 24, generator=gen(43))
+    both = A.isotropy(x)
+    assert both["mu"] == pytest.approx(A.isotropy_mu(x), rel=1e-12)
+    assert both["isoscore"] == pytest.approx(A.isoscore(x), rel=1e-6)
+    x64 = x.double()  # float32 rows project in float32: the same value to float32 rounding
+    assert A.isotropy_mu(x) == pytest.approx(A.isotropy_mu(x64), rel=1e-5)
+
+
+def direct_pip(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.double(), b.double()
+    d = b - a
+    return float(torch.linalg.matrix_norm(a @ d.T + d @ b.T))  # BB^T - AA^T, no cancellation
+
+
+def test_pip_on_float32_rows_matches_the_direct_computation():
+    a = torch.randn(400, 48, generator=gen(44))
+    b = a.clone()
+    b[::7] += 0.05 * torch.randn(len(range(0, 400, 7)), 48, generator=gen(45))  # some rows move
+    assert A.pip_loss(a, b) == pytest.approx(direct_pip(a, b), rel=1e-5)
+    grams = A.pip_grams(a, b)
+    assert set(grams) == {"aa", "ad", "dd"}
+    top, bottom = A.pip_grams(a[:200], b[:200]), A.pip_grams(a[200:], b[200:])
+    union = {key: top[key] + bottom[key] for key in top}  # as the metric combines row sets
+    assert A.pip_from_grams(union)["pip"] == pytest.approx(direct_pip(a, b), rel=1e-5)
+
+
+def test_pip_resolves_a_change_far_below_the_gram_difference_resolution():
+    # ||A^T A||^2 + ||B^T B||^2 - 2||A^T B||^2 cannot see a change of 1e-9 in rows of norm 100.
+    a = 10.0 * torch.randn(300, 16, generator=gen(46), dtype=torch.float64)
+    b = a + 1e-9 * torch.randn(300, 16, generator=gen(47), dtype=torch.float64)
+    assert A.pip_loss(a, b) == pytest.approx(direct_pip(a, b), rel=1e-6)
+    assert A.pip_loss(a, b) > 0.0
+
+
+def test_pip_with_other_hidden_size_keeps_the_gram_difference_form():
+    a = torch.randn(50, 6, generator=gen(48), dtype=torch.float64)
+    c = torch.randn(50, 4, generator=gen(49), dtype=torch.float64)
+    assert set(A.pip_grams(a, c)) == {"aa", "bb", "ab"}
+    direct = float(torch.linalg.matrix_norm(a @ a.T - c @ c.T))
+    assert A.pip_loss(a, c) == pytest.approx(direct, rel=1e-9)
+
+
+def test_memo_measures_equal_rows_once():
+    calls = []
+
+    def measure(x: torch.Tensor) -> dict:
+        calls.append(x.shape[0])
+        return {"sum": float(x.sum())}
+
+    memo = A.Memo()
+    x = torch.randn(20, 4, generator=gen(50))
+    first = memo(measure, x)
+    assert memo(measure, x.clone()) is first  # equal rows, another tensor: reused
+    y = x.clone()
+    y[3, 1] += 1.0
+    assert memo(measure, y) is not first  # one entry differs: measured again
+    assert memo(measure, x[:10]) is not first  # another shape
+    assert calls == [20, 20, 10]
+
+
+def test_isotropy_and_pca_metrics_report_equal_base_rows_identically():
+    ctx = context()  # base rows untouched between the snapshots
+    iso = run_metric(G.Isotropy, ctx, sample_size=150)
+    assert iso["before"]["base"] == iso["after"]["base"]
+    assert iso["before"]["new"] != iso["after"]["new"]
+    pca = run_metric(G.PcaDims, ctx)
+    assert pca["before"]["base"] == pca["after"]["base"]
+
+
+def test_covariance_eigenvalues_are_computed_once_per_moments():
+    m = A.moments(torch.randn(300, 12, generator=gen(51)))
+    first = A._covariance_eigenvalues(m)
+    assert A._covariance_eigenvalues(m) is first  # the same instance: not recomputed
+    assert A.pca_dims(m) == A.pca_dims(A.Moments(m.n, m.mean, m.scatter.clone()))

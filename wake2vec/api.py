@@ -216,6 +216,8 @@ class MetricContext:
     new_words: list[str] = field(default_factory=list)
     model: PreTrainedModel | None = None
     tokenizer: PreTrainedTokenizerBase | None = None
+    groups: dict[str, str] = field(default_factory=dict)  # lexicon word -> device or morpheme group
+    last_phase: bool = True  # the snapshots are those of the run's last phase
 
 
 class Metric(Plugin):

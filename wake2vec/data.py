@@ -26,20 +26,59 @@ _CHUNK_CHARS = 1_000_000  # the tokenizer sees the text in pieces of about this 
 # --------------------------------------------------------------------------- reading
 
 
+JSONL_SUFFIXES = (".jsonl", ".ndjson")  # corpora with one {"text": ...} object per line
+JSONL_FIELD = "text"
+
+_BOMS = (  # longest first: the UTF-32 LE mark starts with the UTF-16 LE one
+    (b"\xff\xfe\x00\x00", "utf-32"),
+    (b"\x00\x00\xfe\xff", "utf-32"),
+    (b"\xff\xfe", "utf-16"),
+    (b"\xfe\xff", "utf-16"),
+)
+
+
+def check_byte_order_mark(raw: bytes, path: Path, encoding: str, option: str | None) -> None:
+    """Refuse UTF-16/32 text read as another encoding, saying which encoding it is and, when
+    the encoding is a recipe ``option`` (``data.encoding``), how to set it."""
+    import codecs
+
+    try:
+        wanted = codecs.lookup(encoding).name
+    except LookupError:
+        return  # the decoder reports an unknown encoding
+    for mark, family in _BOMS:
+        if raw.startswith(mark):
+            if not wanted.startswith(family):
+                fix = f'set {option} = "{family}" in the recipe or ' if option else ""
+                raise DataError(
+                    f"{path}: line 1: the file is {family.upper()} text (it starts with a "
+                    f"{family.upper()} byte-order mark), not {encoding}; {fix}convert the file "
+                    "to UTF-8"
+                )
+            return
+
+
 def read_corpus(path: Path | str, encoding: str = "utf-8") -> str:
     """Read a text corpus: NFC-normalised, line ends as ``\\n``, a leading BOM removed.
 
-    Raises :class:`DataError` naming the file when it is missing, empty, binary or does not
-    decode with ``encoding``.
+    A ``.jsonl`` (or ``.ndjson``) corpus holds one JSON object per line with a ``"text"``
+    string; the texts are joined with blank lines between them (paragraph boundaries for the
+    validation split). Raises :class:`DataError` naming the file (and the line, column or key)
+    when it is missing, empty, binary, does not decode with ``encoding`` or has a broken
+    JSONL line.
     """
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: corpus file not found")
     if not path.is_file():
         raise DataError(f"{path}: corpus path is not a file")
-    raw = path.read_bytes()
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read the corpus ({exc.strerror or exc})") from None
     if not raw.strip():
         raise DataError(f"{path}: corpus file is empty")
+    check_byte_order_mark(raw, path, encoding, "data.encoding")
     try:
         text = raw.decode(encoding)
     except UnicodeDecodeError as exc:
@@ -54,11 +93,45 @@ def read_corpus(path: Path | str, encoding: str = "utf-8") -> str:
         ) from None
     if "\x00" in text:
         raise _binary(path, text.index("\x00"))
-    text = text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+    text = text.removeprefix("\ufeff")
+    if path.suffix.lower() in JSONL_SUFFIXES:
+        text = _jsonl_text(text, path)
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
     text = unicodedata.normalize("NFC", text)
     if not text.strip():
         raise DataError(f"{path}: corpus file is empty (only whitespace)")
     return text
+
+
+def _jsonl_text(text: str, path: Path) -> str:
+    """The ``"text"`` strings of a JSONL corpus, one document per line, joined by blank lines."""
+    documents: list[str] = []
+    expected = f'each line must be one JSON object with a "{JSONL_FIELD}" string'
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(
+                f"{path}:{number}: not valid JSON ({exc.msg} at column {exc.colno}); {expected}"
+            ) from None
+        if not isinstance(record, dict):
+            raise DataError(
+                f"{path}:{number}: a JSON {type(record).__name__}, not an object; {expected}"
+            )
+        value = record.get(JSONL_FIELD)
+        if not isinstance(value, str):
+            found = "is missing" if value is None else f"is a {type(value).__name__}"
+            keys = ", ".join(repr(k) for k in list(record)[:5]) or "none"
+            raise DataError(
+                f'{path}:{number}: key "{JSONL_FIELD}" {found} (keys: {keys}); {expected}'
+            )
+        if "\x00" in value:
+            raise DataError(f'{path}:{number}: key "{JSONL_FIELD}" holds a NUL character')
+        if value.strip():
+            documents.append(value.strip("\n"))
+    return "\n\n".join(documents) + ("\n" if documents else "")
 
 
 def _binary(path: Path, offset: int) -> DataError:
@@ -66,6 +139,22 @@ def _binary(path: Path, offset: int) -> DataError:
         f"{path}: looks like a binary file (a NUL character at offset {offset}); the corpus must be "
         "plain text"
     )
+
+
+def check_corpus(spec: DataSpec, seed: int) -> str:
+    """Read the corpus of ``spec`` and check that it splits into training and validation text;
+    return the text. Every problem is a :class:`DataError` naming the file."""
+    text = read_corpus(spec.corpus, spec.encoding)
+    corpus_split_span(text, spec, seed)
+    return text
+
+
+def corpus_split_span(text: str, spec: DataSpec, seed: int) -> tuple[int, int]:
+    """:func:`split_span` for the corpus of ``spec``, its errors naming the corpus file."""
+    try:
+        return split_span(text, spec.validation_fraction, seed)
+    except DataError as exc:
+        raise DataError(f"{spec.corpus}: {exc}") from None
 
 
 # --------------------------------------------------------------------------- splitting
@@ -314,7 +403,7 @@ def prepare_data(
     corpus = Path(spec.corpus)
     if text is None:
         text = read_corpus(corpus, spec.encoding)
-    start, end = split_span(text, spec.validation_fraction, seed)
+    start, end = corpus_split_span(text, spec, seed)
     train_text, val_text = text[:start] + text[end:], text[start:end]
     if spec.lexicon_in_training and lexicon_words:
         train_text = train_text.rstrip("\n") + "\n\n" + "\n".join(lexicon_words) + "\n"

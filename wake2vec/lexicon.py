@@ -6,9 +6,12 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from wake2vec.data import check_byte_order_mark
 from wake2vec.errors import DataError
 
 MAX_WORD_LENGTH = 100
+MAX_LISTED = 10  # rejected entries listed one per line in an error message
+WORD_MARKERS = {"\u2581": "SentencePiece's word-boundary marker"}  # never produced by encoding text
 
 
 @dataclass
@@ -18,12 +21,59 @@ class LexiconLoad:
     words: list[str]
     rejected: list[tuple[int, str, str]] = field(default_factory=list)  # (line, entry, reason)
     duplicates: int = 0
+    duplicate_lines: list[tuple[int, str, int]] = field(
+        default_factory=list
+    )  # (line, entry, first line)
+
+    def require_usable(self, path: str | Path) -> None:
+        """Raise DataError listing every rejected entry (file, line, entry, reason): an entry
+        that cannot become one token is a mistake in the file, not something to drop quietly."""
+        if not self.rejected:
+            return
+        n = len(self.rejected)
+        lines = [
+            f"{path}: {n} lexicon entr{'y' if n == 1 else 'ies'} cannot be used; fix or remove "
+            f"{'it' if n == 1 else 'them'}:"
+        ]
+        lines += [
+            f"  {path}:{line}: {show_entry(entry)}: {reason}"
+            for line, entry, reason in self.rejected[:MAX_LISTED]
+        ]
+        if n > MAX_LISTED:
+            lines.append(f"  ... and {n - MAX_LISTED} more")
+        raise DataError("\n".join(lines))
+
+    def notes(self, path: str | Path) -> list[str]:
+        """Warnings about harmless quirks of the file: duplicate entries, skipped."""
+        if not self.duplicate_lines:
+            return []
+        shown = "; ".join(
+            f"line {line} repeats line {first} ({show_entry(entry)})"
+            for line, entry, first in self.duplicate_lines[:3]
+        )
+        more = ", ..." if len(self.duplicate_lines) > 3 else ""
+        n = len(self.duplicate_lines)
+        return [
+            f"{path}: {n} duplicate lexicon entr{'y' if n == 1 else 'ies'} skipped ({shown}{more})"
+        ]
+
+
+def show_entry(entry: str, limit: int = 40) -> str:
+    """An entry for a message: quoted with escapes, long ones cut with their length."""
+    if len(entry) <= limit:
+        return repr(entry)
+    return f"{entry[:limit]!r}... ({len(entry)} characters)"
 
 
 def entry_problem(word: str) -> str | None:
     """Why ``word`` cannot be a lexicon entry, or None when it can."""
     if len(word) > MAX_WORD_LENGTH:
         return f"longer than {MAX_WORD_LENGTH} characters ({len(word)})"
+    if word[:1] in WORD_MARKERS:
+        return (
+            f"starts with {_describe(word[0])}, {WORD_MARKERS[word[0]]}: a token spelt with it "
+            "is never produced from text; write the plain word"
+        )
     for ch in word:
         if ch.isspace():
             return f"contains whitespace ({_describe(ch)})"
@@ -49,6 +99,7 @@ def load_lexicon(path: str | Path, encoding: str = "utf-8") -> LexiconLoad:
         raw = path.read_bytes()
     except OSError as exc:
         raise DataError(f"{path}: cannot read the lexicon ({exc.strerror or exc})") from exc
+    check_byte_order_mark(raw, path, encoding, "data.encoding")
     try:
         text = raw.decode(encoding)
     except UnicodeDecodeError as exc:
@@ -63,7 +114,8 @@ def load_lexicon(path: str | Path, encoding: str = "utf-8") -> LexiconLoad:
         text = text[1:]
 
     words: list[str] = []
-    seen: set[str] = set()
+    seen: dict[str, int] = {}  # word -> the line it first appeared on
+    duplicate_lines: list[tuple[int, str, int]] = []
     rejected: list[tuple[int, str, str]] = []
     duplicates = 0
     for number, line in enumerate(text.split("\n"), start=1):
@@ -77,8 +129,9 @@ def load_lexicon(path: str | Path, encoding: str = "utf-8") -> LexiconLoad:
             continue
         if word in seen:
             duplicates += 1
+            duplicate_lines.append((number, entry, seen[word]))
             continue
-        seen.add(word)
+        seen[word] = number
         words.append(word)
     if not words:
         detail = (
@@ -87,4 +140,6 @@ def load_lexicon(path: str | Path, encoding: str = "utf-8") -> LexiconLoad:
             else ""
         )
         raise DataError(f"{path}: the lexicon holds no usable words{detail}")
-    return LexiconLoad(words=words, rejected=rejected, duplicates=duplicates)
+    return LexiconLoad(
+        words=words, rejected=rejected, duplicates=duplicates, duplicate_lines=duplicate_lines
+    )

@@ -149,6 +149,21 @@ def _check_hub_cache(source: str) -> None:
         )
 
 
+def check_source(source: str, trust_remote_code: bool) -> Path | None:
+    """Check ``source`` without loading a model: a local directory must hold a config.json
+    naming an architecture transformers can build as a causal LM (or, with
+    ``trust_remote_code``, its own code); offline, a hub id must be cached. Returns the local
+    directory, or None for a hub id (whose config is fetched only when loading)."""
+    directory = _local_dir(source)
+    if directory is not None:
+        _check_architecture(
+            _read_config(directory), str(directory / "config.json"), trust_remote_code
+        )
+    else:
+        _check_hub_cache(source)
+    return directory
+
+
 def _hub_config(source: str, trust_remote_code: bool) -> dict:
     """The config of a hub model as a dict, fetched (or read from cache) by transformers."""
     from transformers import AutoConfig
@@ -252,13 +267,8 @@ def load_pretrained(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     quantization_config = _quantization_config(quantization, dtype)
-    directory = _local_dir(source)
-    if directory is not None:
-        _check_architecture(
-            _read_config(directory), str(directory / "config.json"), trust_remote_code
-        )
-    else:
-        _check_hub_cache(source)
+    directory = check_source(source, trust_remote_code)
+    if directory is None:
         _check_architecture(_hub_config(source, trust_remote_code), source, trust_remote_code)
     where = str(directory) if directory is not None else repr(source)
     try:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from wake2vec.data import check_byte_order_mark
 from wake2vec.errors import DataError
 
 MORPHEME_TYPES = ("prefix", "suffix")
@@ -60,12 +61,14 @@ def _read_text(path: Path, what: str) -> str:
         raw = path.read_bytes()
     except OSError as exc:
         raise DataError(f"{path}: cannot read the {what} ({exc.strerror or exc})") from exc
+    check_byte_order_mark(raw, path, "utf-8", None)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
         raise DataError(
-            f"{path}:{line}: not valid UTF-8 text (byte {exc.start}: {exc.reason})"
+            f"{path}:{line}: not valid UTF-8 text (byte {exc.start}: {exc.reason}); the {what} "
+            "must be UTF-8: convert the file"
         ) from exc
     return text[1:] if text.startswith("\ufeff") else text
 
@@ -93,8 +96,10 @@ def _read_morpheme_csv(path: Path) -> tuple[dict[str, list[str]], dict[str, list
             )
         kind = cells[0].lower()
         if kind not in MORPHEME_TYPES:
+            header = " (a header row must read type,morpheme,example1,...)" if line == 1 else ""
             raise DataError(
-                f"{path}:{line}: column 1 (type): unknown type {cells[0]!r}; expected 'prefix' or 'suffix'"
+                f"{path}:{line}: column 1 (type): unknown type {cells[0]!r}; expected 'prefix' or "
+                f"'suffix'{header}"
             )
         morpheme = _nfc(cells[1]).lower()
         if not morpheme:
@@ -218,3 +223,25 @@ def segment(word: str, morphology: Morphology, blocklist: Iterable[str] = ()) ->
     always leaving a root of at least three characters; morphemes in ``blocklist`` are never
     used. Matching ignores case; the parts keep the word's own spelling."""
     return segmenter(morphology, blocklist)(word)
+
+
+def word_groups(words: Iterable[str], morphology: Morphology | None) -> dict[str, str]:
+    """A label per word for colouring plots: its word-formation device when the devices file
+    names it, else its suffix (``-ation``) or prefix (``re-``) by :func:`segment`; words with
+    neither are left out. Empty without morphology."""
+    if morphology is None:
+        return {}
+    labels: dict[str, str] = {}
+    for device, members in morphology.devices.items():
+        for word in members:
+            labels.setdefault(word, device)
+    split = segmenter(morphology)
+    for word in words:
+        if not word or word in labels:
+            continue
+        parts = split(word)
+        if parts.suffix:
+            labels[word] = f"-{parts.suffix.lower()}"
+        elif parts.prefix:
+            labels[word] = f"{parts.prefix.lower()}-"
+    return labels

@@ -31,7 +31,9 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "wake2vec_plugins.phases.morpheme_alignment",
     "wake2vec_plugins.regularizers.geometry",
     "wake2vec_plugins.metrics.geometry",
+    "wake2vec_plugins.metrics.study",
     "wake2vec_plugins.observers.event_log",
+    "wake2vec_plugins.observers.mirror",
 )
 
 

@@ -74,13 +74,14 @@ def analyze_run(path: Path, *, generation: bool = True, metrics: tuple[str, ...]
             generation = False
         words = _saved_words(path / INJECTED_ROWS)
         before = _snapshot_with(model, path / INJECTED_ROWS, "injected", manifest)
-        for spec, folder in zip(recipe.phases, phase_dirs, strict=True):
+        groups = _groups(recipe, words)
+        for index, (spec, folder) in enumerate(zip(recipe.phases, phase_dirs, strict=True)):
             log.info("analyze: %s", spec.name)
             after = _snapshot_with(model, folder / "new_rows.safetensors", f"after-{spec.name}", manifest)
             record = _read(folder / "metrics.json") or {"phase": spec.name, "strategy": spec.strategy}
             record["schema_version"] = METRICS_SCHEMA
             record["analysis"] = _measure(registry, refs, before, after, words, recipe.run.seed,
-                                          model, tokenizer)
+                                          model, tokenizer, groups, index == len(phase_dirs) - 1)
             write_json_atomic(folder / "metrics.json", record)
             before = after
         if generation and recipe.analysis.generation.enabled:
@@ -136,14 +137,26 @@ def _snapshot_with(model: Any, rows: Path, label: str, manifest: dict[str, Any])
 
 
 def _measure(registry: Any, refs: list[Any], before: Snapshot, after: Snapshot, words: list[str],
-             seed: int, model: Any, tokenizer: Any) -> dict[str, Any]:
+             seed: int, model: Any, tokenizer: Any, groups: dict[str, str], last: bool) -> dict[str, Any]:
     from wake2vec.api import MetricContext
 
     ctx = MetricContext(before=before, after=after, seed=seed, new_words=words, model=model,
-                        tokenizer=tokenizer)
+                        tokenizer=tokenizer, groups=groups, last_phase=last)
     return {ref.name: json.loads(json.dumps(registry.create("metric", ref.name, ref.params).compute(ctx),
                                             default=float))
             for ref in refs}
+
+
+def _groups(recipe: Any, words: list[str]) -> dict[str, str]:
+    """Word groups for plots, as the run had them, when its morpheme files are still there."""
+    from wake2vec.morphology import load_morphology, word_groups
+
+    data = recipe.data
+    if data.morphemes is None or not Path(data.morphemes).is_file():
+        return {}
+    extra = [p if p is not None and Path(p).is_file() else None
+             for p in (data.morpheme_groups, data.device_groups)]
+    return word_groups(words, load_morphology(data.morphemes, *extra))
 
 
 def _saved_words(rows: Path) -> list[str]:

@@ -81,6 +81,9 @@ class RunDir:
     manifest: dict[str, Any] = field(default_factory=dict)
     _lock_fd: int | None = None
     writes: bool = True
+    fresh: bool = False  # this session created (or replaced) the directory: not a resume
+    _kept_dir: bool = False  # the directory existed (empty) before: remove only its contents
+    _discard: bool = False
 
     # ----------------------------------------------------------------- creation
 
@@ -98,7 +101,7 @@ class RunDir:
                 f"run directory {path} already exists; pass --resume to continue it or --force to "
                 "replace it"
             )
-        run = cls(path)
+        run = cls(path, fresh=not resume, _kept_dir=path.is_dir() and not exists)
         try:
             if exists and force:
                 run._lock()  # refuse to delete a run another process is writing
@@ -108,10 +111,11 @@ class RunDir:
             probe = path / ".write-test"
             probe.write_text("ok")
             probe.unlink()
-        except PermissionError as exc:
-            raise RunDirError(f"cannot write the run directory {path}: {exc.strerror}") from None
         except OSError as exc:
-            raise RunDirError(f"cannot write the run directory {path}: {exc.strerror or exc}") from None
+            raise RunDirError(
+                f"cannot write the run directory {path}: {exc.strerror or exc}; choose a writable "
+                "place with --output-dir or run.output_dir"
+            ) from None
         run._lock()
         if resume:
             run.manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
@@ -144,8 +148,31 @@ class RunDir:
             os.close(self._lock_fd)
             self._lock_fd = None
 
+    def discard_when_closed(self) -> None:
+        """Bad input was found: on :meth:`close`, remove what this session wrote, provided it
+        created the directory and no phase has started (a resumed run is never touched)."""
+        self._discard = True
+
     def close(self) -> None:
         self._unlock()
+        if not (self._discard and self.fresh and self.writes):
+            return
+        phases = self.manifest.get("phases", {}).values()
+        if any(record.get("status", "pending") != "pending" for record in phases):
+            return  # training began: keep everything
+        logger = logging.getLogger("wake2vec")
+        for handler in list(logger.handlers):  # the run.log handler holds a file in the directory
+            if Path(getattr(handler, "baseFilename", "/")).parent == self.path.resolve():
+                logger.removeHandler(handler)
+                handler.close()
+        if self._kept_dir:
+            for child in self.path.iterdir():
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child)
+                else:
+                    child.unlink()
+        else:
+            shutil.rmtree(self.path, ignore_errors=True)
 
     # ----------------------------------------------------------------- layout
 

@@ -14,6 +14,7 @@ from wake2vec.errors import RunDirError, UserInputError
 from wake2vec.events import PhaseEvents, PhaseInfo, RunInfo
 from wake2vec.plugins import get_plugins
 from wake2vec.recipe import Recipe, recipe_to_dict
+from wake2vec.recipe.preflight import check_inputs, check_prepared
 from wake2vec.registry import Registry, get_registry
 from wake2vec.rundir import RunDir, now, setup_logging, write_json_atomic
 
@@ -76,6 +77,7 @@ def execute(recipe: Recipe, *, source: str, overrides: list[str], run_dir: Path 
     recipe_dict = recipe_to_dict(recipe)
     data_files = [p for p in (recipe.data.corpus, recipe.data.lexicon, recipe.data.morphemes,
                               recipe.data.morpheme_groups, recipe.data.device_groups) if p is not None]
+    notes = check_inputs(recipe, registry)  # bad input is refused before anything is written
     if procs.main:
         try:
             run = RunDir.prepare(path, resume=resume, force=force)
@@ -83,6 +85,8 @@ def execute(recipe: Recipe, *, source: str, overrides: list[str], run_dir: Path 
             procs.share(str(exc))
             raise
         setup_logging(run.path)
+        for note in notes:
+            log.warning("%s", note)
         run.start_manifest(recipe=recipe_dict, source=source, overrides=list(overrides),
                            data_files=data_files, plugins=[p.__dict__ for p in plugins.active()])
         run.manifest["sessions"][-1]["processes"] = procs.count
@@ -107,6 +111,8 @@ def execute(recipe: Recipe, *, source: str, overrides: list[str], run_dir: Path 
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
         log.error("run failed: %s", exc)
+        if isinstance(exc, UserInputError):
+            run.discard_when_closed()  # found once the model loaded: leave nothing behind
         raise
     finally:
         run.set_status(status, error)
@@ -165,6 +171,7 @@ def prepare(recipe: Recipe, registry: Registry, cache_dir: Path) -> Prepared:
     initializer = registry.create("initializer", recipe.injection.initializer.name,
                                   recipe.injection.initializer.params)
     injection = injector.inject(loaded.tokenizer, lexicon.words)
+    check_prepared(recipe, loaded, injection)
     summary = apply_injection(loaded.model, injection, initializer,
                               base_ids=list(range(len(base_tokenizer))),
                               morphology=morphology, seed=seed, tied=loaded.tied,
@@ -225,7 +232,7 @@ def _run_steps(recipe: Recipe, run: RunDir, info: RunInfo, registry: Registry, h
             resume=resume and record.get("status") in ("running", "failed", "interrupted"),
             events=None, morphology=morphology, regularizers=regularizers,
             new_words=lexicon_words_by_id(injection),
-            hand_on=recipe.phases[index + 1].start_from if index + 1 < len(recipe.phases) else "best")
+            hand_on=_hand_on(recipe, index))
         rows_file = phase_dir / "new_rows.safetensors"
         if resume and record.get("status") == "completed" and rows_file.is_file():
             model = strategy.restore(ctx)
@@ -234,6 +241,11 @@ def _run_steps(recipe: Recipe, run: RunDir, info: RunInfo, registry: Registry, h
             if main:
                 snapshot = _snapshot(model, f"after-{spec.name}", len(base_tokenizer), new_ids)
             continue
+        if ":" in spec.start_from and not ctx.resume:  # a regime branch: rows from a checkpoint
+            record["started_from"] = start_from_checkpoint(run, recipe, spec.start_from, model)
+            log.info("phase %s starts from %s", spec.name, record["started_from"]["checkpoint"])
+            if main:
+                snapshot = _snapshot(model, spec.start_from, len(base_tokenizer), new_ids)
         phase = PhaseInfo(index, spec.name, spec.strategy, phase_dir, spec.steps)
         ctx.events = PhaseEvents(hook, info, phase)
         record.update(status="running", started=now(), strategy=spec.strategy)
@@ -245,7 +257,8 @@ def _run_steps(recipe: Recipe, run: RunDir, info: RunInfo, registry: Registry, h
             save_new_rows(model, new_ids, list(injection.words), rows_file)
             after = _snapshot(model, f"after-{spec.name}", len(base_tokenizer), new_ids)
             metrics = _compute_metrics(recipe, registry, snapshot, after, seed, injection.words,
-                                       model, tokenizer)
+                                       model, tokenizer, morphology,
+                                       last=index == len(recipe.phases) - 1)
             payload = {"schema_version": METRICS_SCHEMA, "phase": spec.name, "strategy": spec.strategy,
                        "evaluation": result.metrics, "analysis": metrics}
             if wants_probe(recipe, index):
@@ -270,6 +283,57 @@ def _run_steps(recipe: Recipe, run: RunDir, info: RunInfo, registry: Registry, h
 
     if recipe.report.html:
         write_report(run.path, run.manifest, recipe.report.title)
+
+
+def _hand_on(recipe: Recipe, index: int) -> str:
+    """What phase ``index`` leaves for the next: the next phase's ``from`` when it is "best" or
+    "last"; "best" when the next starts from a named checkpoint or there is none."""
+    if index + 1 < len(recipe.phases) and recipe.phases[index + 1].start_from in ("best", "last"):
+        return recipe.phases[index + 1].start_from
+    return "best"
+
+
+def start_from_checkpoint(run: RunDir, recipe: Recipe, start: str, model: Any) -> dict[str, Any]:
+    """Write the new rows of the checkpoint ``start`` names ("p1:best", "p1:last", "p1:step-40",
+    "p1:regime=plateau": the latest checkpoint evaluated in that regime) into ``model``."""
+    from wake2vec.artifacts import load_new_rows
+    from wake2vec.monitor import read_jsonl
+    from wake2vec.training import checkpoint as ckpt
+
+    source, selector = start.split(":", 1)
+    index = next(i for i, p in enumerate(recipe.phases) if p.name == source)
+    folder = run.phase_dir(index, source)
+    root = folder / "checkpoints"
+    kept = ckpt.list_checkpoints(root)
+    steps = {int(ckpt.read_state(p)["progress"]["step"]): p for p in kept}
+    chosen = None
+    if selector == "best":
+        chosen = ckpt.best_checkpoint(root)
+    elif selector == "last":
+        chosen = kept[-1] if kept else None
+    elif selector.startswith("step-"):
+        chosen = steps.get(int(selector[5:]))
+    else:
+        label = selector.split("=", 1)[1]
+        evaluated = [r["step"] for r in read_jsonl(folder / "history.jsonl")
+                     if r.get("kind") == "eval" and r.get("regime") == label and r.get("step") in steps]
+        chosen = steps[max(evaluated)] if evaluated else None
+    if chosen is None:
+        have = ", ".join(str(s) for s in sorted(steps)) or "none"
+        raise UserInputError(
+            f"from = {start!r}: phase {source!r} has no such checkpoint (kept steps: {have}); keep more "
+            f"with its keep_last or save_every, or choose another")
+    rows = chosen / "trainable.safetensors"
+    from safetensors import safe_open
+
+    with safe_open(str(rows), "pt") as handle:
+        if not {"ids", "input"} <= set(handle.keys()):
+            raise UserInputError(f"from = {start!r}: phase {source!r} trains no embedding rows "
+                                 "(a LoRA phase); branch from a phase that trains the new rows")
+    load_new_rows(model, rows)
+    state = ckpt.read_state(chosen)
+    return {"phase": source, "selector": selector, "checkpoint": str(chosen.relative_to(run.path)),
+            "step": int(state["progress"]["step"]), "val_loss": state.get("val_loss")}
 
 
 def wants_probe(recipe: Recipe, index: int) -> bool:
@@ -316,9 +380,12 @@ def _snapshot(model: Any, label: str, n_base: int, new_ids: list[int]) -> Snapsh
 
 
 def _compute_metrics(recipe: Recipe, registry: Registry, before: Snapshot, after: Snapshot, seed: int,
-                     words: list[str], model: Any, tokenizer: Any) -> dict[str, Any]:
+                     words: list[str], model: Any, tokenizer: Any, morphology: Any = None,
+                     last: bool = True) -> dict[str, Any]:
+    from wake2vec.morphology import word_groups
+
     ctx = MetricContext(before=before, after=after, seed=seed, new_words=list(words), model=model,
-                        tokenizer=tokenizer)
+                        tokenizer=tokenizer, groups=word_groups(words, morphology), last_phase=last)
     results: dict[str, Any] = {}
     for ref in recipe.analysis.metrics:
         metric = registry.create("metric", ref.name, ref.params)

@@ -2,6 +2,8 @@
 
 norms, isotropy, drift, neighbours, pca-dims, pairwise-cosine and pip-loss; every result is
 plain JSON (numbers, strings, lists; NaN written as null). Rows are always selected by id.
+Distributions the report draws are stored as histograms, ``{"bin_edges": [b + 1 floats],
+"counts": [b ints]}`` (see :func:`histogram`), never as raw per-row values.
 """
 
 from __future__ import annotations
@@ -71,6 +73,25 @@ def rows(snapshot: Snapshot, ids: list[int]) -> torch.Tensor:
     return select_rows(snapshot.weight, ids)
 
 
+def histogram(values: torch.Tensor, lo: float, hi: float, bins: int) -> dict[str, list[Any]]:
+    """``{"bin_edges": bins + 1 equal-width edges from lo to hi, "counts": bins ints}`` of
+    ``values``; values outside [lo, hi] count in the end bins, so counts sum to len(values)."""
+    import torch
+
+    if not hi > lo:
+        lo, hi = lo - 0.5e-6, lo + 0.5e-6  # every value equal: one narrow range around it
+    edges = torch.linspace(lo, hi, bins + 1, dtype=torch.float64)
+    if values.numel() == 0:
+        return {"bin_edges": _short(edges), "counts": [0] * bins}
+    clipped = values.double().clamp(lo, hi)
+    counts = torch.histc(clipped, bins=bins, min=lo, max=hi).long()
+    return {"bin_edges": _short(edges), "counts": counts.tolist()}
+
+
+def _short(edges: torch.Tensor) -> list[float]:
+    return [float(f"{e:.7g}") for e in edges.tolist()]  # compact JSON, no 0.5499999999999999
+
+
 def _per_snapshot(ctx: MetricContext, measure: Any) -> dict[str, Any]:
     out = {}
     for key, snap in (("before", ctx.before), ("after", ctx.after)):
@@ -83,13 +104,39 @@ class Norms(Metric):
 
     name: ClassVar[str] = "norms"
 
+    class Params(Params):
+        bins: int = Field(default=40, ge=2, le=1000)  # histogram bins
+
     def compute(self, ctx: MetricContext) -> dict[str, Any]:
+        """``before``/``after``: per-snapshot statistics (see ``analysis.norm_stats``);
+        ``histogram``: ``{"bin_edges", "before": {"base": counts, "new": counts}, "after": ...}``,
+        row-norm counts on one set of edges spanning every norm of both snapshots."""
         from wake2vec.analysis import norm_stats
 
         def measure(snap: Snapshot) -> dict[str, Any]:
             return norm_stats(rows(snap, snap.base_ids), rows(snap, snap.new_ids))
 
-        return jsonable(_per_snapshot(ctx, measure))
+        out = _per_snapshot(ctx, measure)
+        out["histogram"] = self._histogram(ctx)
+        return jsonable(out)
+
+    def _histogram(self, ctx: MetricContext) -> dict[str, Any]:
+        from wake2vec.analysis import row_norms
+
+        norms = {
+            (key, which): row_norms(rows(snap, row_ids(snap, which)))
+            for key, snap in (("before", ctx.before), ("after", ctx.after))
+            for which in ("base", "new")
+        }
+        present = [v for v in norms.values() if v.numel()]
+        lo = min((float(v.min()) for v in present), default=0.0)
+        hi = max((float(v.max()) for v in present), default=1.0)
+        out: dict[str, Any] = {}
+        for (key, which), values in norms.items():
+            hist = histogram(values, lo, hi, self.params.bins)
+            out["bin_edges"] = hist["bin_edges"]  # the same for every set
+            out.setdefault(key, {})[which] = hist["counts"]
+        return out
 
 
 class Isotropy(Metric):
@@ -101,7 +148,9 @@ class Isotropy(Metric):
         sample_size: int | None = Field(default=10_000, ge=2)  # rows per set; None: all rows
 
     def compute(self, ctx: MetricContext) -> dict[str, Any]:
-        from wake2vec.analysis import isoscore, isotropy_mu
+        from wake2vec.analysis import Memo, isotropy
+
+        memo = Memo()  # a row set equal in both snapshots (base rows after P1) is measured once
 
         size = self.params.sample_size
 
@@ -113,7 +162,7 @@ class Isotropy(Metric):
                     out[which] = {"rows": len(ids), "mu": None, "isoscore": None}
                     continue
                 x = rows(snap, ids)
-                out[which] = {"rows": len(ids), "mu": isotropy_mu(x), "isoscore": isoscore(x)}
+                out[which] = {"rows": len(ids), **memo(isotropy, x)}
             return out
 
         return jsonable({"sample_size": size, "seed": ctx.seed, **_per_snapshot(ctx, measure)})
@@ -124,9 +173,16 @@ class Drift(Metric):
 
     name: ClassVar[str] = "drift"
 
+    class Params(Params):
+        bins: int = Field(default=40, ge=2, le=1000)  # histogram bins
+
     def compute(self, ctx: MetricContext) -> dict[str, Any]:
+        """Per row set (``base``, ``new``): rows, mean and min cosine, changed rows, largest
+        change, and ``histogram`` (:func:`histogram` of the per-row cosines over [lo, 1], lo the
+        smallest cosine of either set rounded down to a multiple of 0.05; same edges for both)."""
         from wake2vec.analysis import drift, row_changes
 
+        cosines: dict[str, torch.Tensor] = {}
         out: dict[str, Any] = {"before": ctx.before.label, "after": ctx.after.label}
         for which in ("base", "new"):
             ids = shared_ids(row_ids(ctx.before, which), row_ids(ctx.after, which))
@@ -134,13 +190,17 @@ class Drift(Metric):
                 out[which] = {"rows": 0, "mean": None, "min": None}
                 continue
             a, b = rows(ctx.before, ids), rows(ctx.after, ids)
-            cos = drift(a, b)
+            cos = cosines[which] = drift(a, b)
             out[which] = {
                 "rows": len(ids),
                 "mean": float(cos.mean()),
                 "min": float(cos.min()),
                 **row_changes(a, b),
             }
+        lo = min((float(c.min()) for c in cosines.values()), default=0.0)
+        lo = max(-1.0, min(0.95, math.floor(lo * 20.0) / 20.0))
+        for which, cos in cosines.items():
+            out[which]["histogram"] = histogram(cos, lo, 1.0, self.params.bins)
         return jsonable(out)
 
 
@@ -155,6 +215,10 @@ class Neighbours(Metric):
         overlap_sample: int | None = Field(default=2_000, ge=1)  # None: every new token
 
     def compute(self, ctx: MetricContext) -> dict[str, Any]:
+        """k, seed, queries, overlap (mean share of each query's top k kept), examples (new
+        tokens with their top k before and after) and ``nearest_cosine``: ``{"before"|"after":
+        {"mean", "bin_edges", "counts"}}``, the cosine of each query's nearest base token
+        (:func:`histogram`, 40 bins over [-1, 1])."""
         from wake2vec.analysis import nearest_neighbours, neighbour_overlap
 
         k = self.params.k
@@ -167,6 +231,9 @@ class Neighbours(Metric):
         if len(ctx.new_words) != len(ctx.after.new_ids):
             words = {}
         result: dict[str, Any] = {"k": k, "seed": ctx.seed, "queries": len(query_ids)}
+        # the samples drawn: overlap queries with ``seed``, listed examples with ``seed + 1``
+        result["sample"] = {"overlap": self.params.overlap_sample, "new_tokens": len(new)}
+        result["examples_seed"] = ctx.seed + 1
         if not query_ids or not ctx.before.base_ids or not ctx.after.base_ids:
             return jsonable({**result, "overlap": None, "examples": []})
         found = {}
@@ -176,6 +243,10 @@ class Neighbours(Metric):
             ids = _lookup(base_ids, positions)
             found[key] = (scores, ids)
         result["overlap"] = neighbour_overlap(found["before"][1], found["after"][1])
+        result["nearest_cosine"] = {  # cosine of each query's nearest base token
+            key: {"mean": float(scores[:, 0].mean()), **histogram(scores[:, 0], -1.0, 1.0, 40)}
+            for key, (scores, _) in found.items()
+        }
         examples = []
         for row, qid in enumerate(query_ids):
             if qid not in shown:
@@ -223,13 +294,15 @@ class PcaDims(Metric):
             return value
 
     def compute(self, ctx: MetricContext) -> dict[str, Any]:
-        from wake2vec.analysis import merge_moments, moments, pca_dims
+        from wake2vec.analysis import Memo, merge_moments, moments, pca_dims
+
+        memo = Memo()  # a row set equal in both snapshots (base rows after P1) is measured once
 
         size, thresholds = self.params.sample_size, self.params.thresholds
 
         def measure(snap: Snapshot) -> dict[str, Any]:
             sets = {w: sample_ids(row_ids(snap, w), size, ctx.seed) for w in ROW_SETS}
-            stats = {w: moments(rows(snap, sets[w])) for w in ("base", "new")}
+            stats = {w: memo(moments, rows(snap, sets[w])) for w in ("base", "new")}
             if size is None:  # every row: base + new moments give those of all rows
                 stats["all"] = merge_moments(stats["base"], stats["new"])
             else:
@@ -299,7 +372,7 @@ class PipLoss(Metric):
             ids = shared_ids(row_ids(ctx.before, which), row_ids(ctx.after, which))
             grams[which] = (len(ids), pip_grams(rows(ctx.before, ids), rows(ctx.after, ids)))
         (n_base, base), (n_new, new) = grams["base"], grams["new"]
-        union = {key: base[key] + new[key] for key in ("aa", "bb", "ab")}
+        union = {key: base[key] + new[key] for key in base}  # same keys: same hidden size
         sets = (("base", n_base, base), ("new", n_new, new), ("all", n_base + n_new, union))
         for which, n, g in sets:
             out[which] = {"rows": n, **pip_from_grams(g)} if n else {"rows": 0, "pip": None}

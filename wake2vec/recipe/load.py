@@ -197,6 +197,8 @@ def _resolve_paths(recipe: Recipe, base_dir: Path) -> None:
         value = getattr(data, field)
         if value is not None and not value.is_absolute():
             setattr(data, field, (base_dir / value).resolve())
+    if recipe.run.mirror_dir is not None:  # like the data files: relative to the recipe
+        recipe.run.mirror_dir = (base_dir / recipe.run.mirror_dir.expanduser()).resolve()
     name = recipe.model.name
     if name and (name.startswith((".", "/", "~")) or (base_dir / name).is_dir()):
         candidate = Path(name).expanduser()
@@ -218,6 +220,13 @@ def file_problems(data: dict[str, Any], base_dir: Path) -> Problems:
                 if not path.is_file():
                     what = "is a directory, not a file" if path.is_dir() else "file not found"
                     problems.append((f"data.{field}", f"{what}: {path}"))
+    run = data.get("run")
+    mirror = run.get("mirror_dir") if isinstance(run, dict) else None
+    if isinstance(mirror, str):
+        parent = (base_dir / Path(mirror).expanduser()).resolve().parent
+        if not parent.is_dir():
+            problems.append(
+                ("run.mirror_dir", f"its folder does not exist: {parent} (mount the drive or create it)"))
     model = data.get("model")
     name = model.get("name") if isinstance(model, dict) else None
     if isinstance(name, str) and name.startswith((".", "/", "~")):
@@ -227,8 +236,8 @@ def file_problems(data: dict[str, Any], base_dir: Path) -> Problems:
     elif isinstance(name, str) and "/" in name:  # a hub id, unless its first part is a folder here
         path, first = base_dir / name, base_dir / name.split("/", 1)[0]
         if first.is_dir() and not path.exists():
-            problems.append(("model.name", f"directory not found: {path} (not read as a hub id: "
-                                           f"{first} is a local folder)"))
+            hint = f"not read as a hub id: {first} is a local folder"
+            problems.append(("model.name", f"directory not found: {path} ({hint})"))
     return problems
 
 

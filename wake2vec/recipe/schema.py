@@ -8,6 +8,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 _NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+REGIMES = ("improving", "plateau", "overfitting")
+START_PATTERN = (r"^(best|last|[A-Za-z0-9][A-Za-z0-9._-]*:(best|last|step-[0-9]+|regime=("
+                 + "|".join(REGIMES) + r")))$")
 
 
 class Strict(BaseModel):
@@ -37,6 +40,7 @@ class RunSpec(Strict):
     seed: int = Field(default=0, ge=0, le=2**32 - 1)
     deterministic: bool = True  # torch deterministic algorithms: same seed, same bits (a little slower)
     output_dir: Path | None = None  # default: runs/<name> under the current directory
+    mirror_dir: Path | None = None  # a copy kept in sync as the run goes (e.g. a mounted drive)
 
 
 class ModelSpec(Strict):
@@ -126,7 +130,9 @@ class PhaseSpec(Strict):
     name: str = Field(default="", pattern=r"^$|" + _NAME_PATTERN, max_length=60)
     strategy: str = Field(min_length=1)
     params: dict[str, Any] = Field(default_factory=dict)
-    start_from: Literal["best", "last"] = Field(default="best", alias="from")
+    # "best"/"last": the previous phase's state; "<phase>:best|last|step-N|regime=LABEL": the new
+    # rows of that checkpoint of an earlier row-training phase (a regime branch)
+    start_from: str = Field(default="best", alias="from", pattern=START_PATTERN)
     steps: int = Field(gt=0, le=10_000_000)
     learning_rate: float = Field(gt=0.0, le=10.0, allow_inf_nan=False)
     batch_size: int = Field(default=4, ge=1, le=65_536)
@@ -209,5 +215,10 @@ class Recipe(Strict):
                 phase.name = f"p{i + 1}"
             if phase.name in seen:
                 raise ValueError(f"phase name {phase.name!r} is used twice")
+            source = phase.start_from.split(":", 1)[0] if ":" in phase.start_from else None
+            if source is not None and source not in seen:
+                earlier = ", ".join(sorted(seen)) or "none"
+                raise ValueError(f"phase {phase.name!r} starts from {phase.start_from!r}, but {source!r} "
+                                 f"is not an earlier phase (earlier: {earlier})")
             seen.add(phase.name)
         return self
