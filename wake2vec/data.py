@@ -6,6 +6,7 @@ import hashlib
 import json
 import random
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -103,10 +104,10 @@ def read_corpus(path: Path | str, encoding: str = "utf-8") -> str:
     return text
 
 
-def _jsonl_text(text: str, path: Path) -> str:
-    """The ``"text"`` strings of a JSONL corpus, one document per line, joined by blank lines."""
-    documents: list[str] = []
-    expected = f'each line must be one JSON object with a "{JSONL_FIELD}" string'
+def jsonl_objects(text: str, path: Path, hint: str = "") -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line of a JSONL text; a line that is not a JSON
+    object is a ``DataError`` naming the file and line (``hint`` says what was expected)."""
+    tail = f"; {hint}" if hint else ""
     for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
@@ -114,12 +115,20 @@ def _jsonl_text(text: str, path: Path) -> str:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
             raise DataError(
-                f"{path}:{number}: not valid JSON ({exc.msg} at column {exc.colno}); {expected}"
+                f"{path}:{number}: not valid JSON ({exc.msg} at column {exc.colno}){tail}"
             ) from None
         if not isinstance(record, dict):
             raise DataError(
-                f"{path}:{number}: a JSON {type(record).__name__}, not an object; {expected}"
+                f"{path}:{number}: expected a JSON object, got {type(record).__name__}{tail}"
             )
+        yield number, record
+
+
+def _jsonl_text(text: str, path: Path) -> str:
+    """The ``"text"`` strings of a JSONL corpus, one document per line, joined by blank lines."""
+    documents: list[str] = []
+    expected = f'each line must be one JSON object with a "{JSONL_FIELD}" string'
+    for number, record in jsonl_objects(text, path, expected):
         value = record.get(JSONL_FIELD)
         if not isinstance(value, str):
             found = "is missing" if value is None else f"is a {type(value).__name__}"

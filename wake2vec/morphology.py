@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from wake2vec.data import check_byte_order_mark
+from wake2vec.data import check_byte_order_mark, jsonl_objects
 from wake2vec.errors import DataError
 
 MORPHEME_TYPES = ("prefix", "suffix")
@@ -114,18 +113,7 @@ def _read_morpheme_csv(path: Path) -> tuple[dict[str, list[str]], dict[str, list
 
 
 def _jsonl_records(path: Path, what: str) -> Iterable[tuple[int, dict[str, Any]]]:
-    for number, line in enumerate(_read_text(path, what).split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(
-                f"{path}:{number}: not valid JSON ({exc.msg} at column {exc.colno})"
-            ) from exc
-        if not isinstance(record, dict):
-            raise DataError(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
-        yield number, record
+    return jsonl_objects(_read_text(path, what), path)
 
 
 def _string_list(record: dict[str, Any], key: str, path: Path, number: int) -> list[str]:
