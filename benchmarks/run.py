@@ -30,6 +30,7 @@ BENCHMARKS = {
     "injection": "bench_injection.py",
     "initializers": "bench_initializers.py",
     "analysis": "bench_analysis.py",
+    "p1": "bench_p1.py",
 }
 VERSIONED = ("wake2vec", "torch", "transformers", "tokenizers")
 

@@ -13,13 +13,29 @@ if TYPE_CHECKING:
 
 def token_nll(model: nn.Module, input_ids: torch.Tensor) -> tuple[torch.Tensor, int]:
     """Sum of next-token negative log-likelihoods over ``input_ids`` (fp32, with grad when
-    grad is enabled) and the number of predicted tokens."""
+    grad is enabled) and the number of predicted tokens.
+
+    When the new rows are installed (:class:`wake2vec.training.rows.RowHead`) and the model's
+    logits are exactly the head's output, the head computes the NLL chunk by chunk
+    (:meth:`RowHead.nll`): the full-vocabulary logits never exist at once. Otherwise the
+    model's logits go through plain cross-entropy.
+    """
     import torch.nn.functional as F
 
     # the last position predicts nothing: mask its target instead of slicing the logits, which
     # would make autograd fill a zero tensor as large as the logits on every backward pass
     targets = input_ids.roll(-1, dims=1)
     targets[:, -1] = -100
+    count = input_ids.shape[0] * (input_ids.shape[1] - 1)
+    head = _fused_head(model, input_ids)
+    if head is not None:
+        head.targets = targets
+        try:
+            model(input_ids=input_ids, use_cache=False)
+            nll = head.result
+        finally:
+            head.targets, head.result = None, None
+        return nll, count
     logits = model(input_ids=input_ids, use_cache=False).logits
     nll = F.cross_entropy(
         logits.reshape(-1, logits.shape[-1]).float(),
@@ -27,7 +43,41 @@ def token_nll(model: nn.Module, input_ids: torch.Tensor) -> tuple[torch.Tensor, 
         ignore_index=-100,
         reduction="sum",
     )
-    return nll, input_ids.shape[0] * (input_ids.shape[1] - 1)
+    return nll, count
+
+
+def _fused_head(model: nn.Module, input_ids: torch.Tensor) -> Any:
+    """The model's :class:`RowHead` when its NLL can replace the logits, else None.
+
+    Whether the model hands the head's output on unchanged (no soft-capping or scaling after
+    the head) is probed once per head with a two-token forward pass in eval mode, without
+    touching the random state.
+    """
+    import torch
+
+    from wake2vec.training.rows import RowHead
+
+    inner = model
+    while isinstance(getattr(inner, "module", None), torch.nn.Module):  # DDP and similar
+        inner = inner.module
+    get_head = getattr(inner, "get_output_embeddings", None)
+    head = get_head() if callable(get_head) else None
+    if not isinstance(head, RowHead):
+        return None
+    if head.fusable is None:
+        head.fusable = False
+        if head.can_fuse():
+            was_training = inner.training
+            inner.eval()
+            head.capture = True
+            try:
+                with torch.no_grad(), torch.random.fork_rng(devices=[]):
+                    out = inner(input_ids=input_ids[:1, :2], use_cache=False)
+                head.fusable = out.logits is head.result
+            finally:
+                head.capture, head.result = False, None
+                inner.train(was_training)
+    return head if head.fusable else None
 
 
 def summarise(nll_sum: float, n_tokens: int, n_bytes: int, vocab_size: int) -> dict[str, Any]:

@@ -65,7 +65,14 @@ class RowEmbedding(nn.Module):
 
 class RowHead(nn.Module):
     """Output head: base logits from the frozen matrix (no weight gradient), new logits from
-    ``rows`` in fp32, put together in id order. Returns fp32 logits."""
+    ``rows`` (fp32 master copy), put together in id order.
+
+    ``forward`` returns full fp32 logits. :meth:`nll` instead returns the summed next-token
+    NLL without ever holding the logits of more than ``chunk_tokens`` positions, and computes
+    its gradients as it goes (:class:`_ChunkedHeadNLL`);
+    :func:`wake2vec.training.evaluate.token_nll` uses it whenever the model's logits are
+    exactly this head's output.
+    """
 
     def __init__(self, base: nn.Module, new_ids: torch.Tensor, rows: nn.Parameter):
         super().__init__()
@@ -73,12 +80,26 @@ class RowHead(nn.Module):
         self.rows = rows
         self.span = _contiguous_span(new_ids)
         self.register_buffer("new_ids", new_ids.clone(), persistent=False)
+        self.targets: torch.Tensor | None = None  # set by token_nll: forward computes the NLL
+        self.capture = False  # keep the next forward's output in .result (the probe)
+        self.result: torch.Tensor | None = None
+        self.fusable: bool | None = None  # the model's logits are this head's output (probed once)
+        self.original: torch.Tensor | None = None  # the weight's new rows before staging
 
     @property
     def weight(self) -> torch.Tensor:
         return self.base.weight
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        if self.targets is not None:
+            self.result = self.nll(hidden, self.targets)
+            return hidden.new_zeros((*hidden.shape[:-1], 0))  # no logits: the NLL is in .result
+        logits = self._logits(hidden)
+        if self.capture:
+            self.result = logits
+        return logits
+
+    def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
         weight = self.base.weight
         bias = getattr(self.base, "bias", None)
         new_bias = None if bias is None else bias[self.new_ids].float()
@@ -94,6 +115,134 @@ class RowHead(nn.Module):
         if hi < weight.shape[0]:
             parts.append(F.linear(hidden, weight[hi:], None if bias is None else bias[hi:]).float())
         return torch.cat(parts, dim=-1) if len(parts) > 1 else new
+
+    def can_fuse(self) -> bool:
+        """Whether :meth:`nll` applies: a plain floating-point linear base head."""
+        weight = getattr(self.base, "weight", None)
+        return (
+            isinstance(self.base, nn.Linear)
+            and weight is not None
+            and weight.dtype in (torch.float32, torch.bfloat16, torch.float16)
+        )
+
+    def nll(
+        self, hidden: torch.Tensor, targets: torch.Tensor, chunk_tokens: int = 0
+    ) -> torch.Tensor:
+        """Summed NLL (fp32 scalar) of ``targets`` (same leading shape as ``hidden``; -100 is
+        ignored) under this head's logits, never holding the logits of more than
+        ``chunk_tokens`` positions (0: about 32M logits per chunk).
+
+        Products run in the frozen weight's dtype (bf16 for a bf16 model): the fp32 rows are
+        copied into the weight's stale new rows first (:meth:`stage`), so one product covers
+        the whole vocabulary. The softmax of each chunk is formed in that dtype and its
+        gradient is accumulated into fp32 for the rows.
+        """
+        weight = self.base.weight
+        if chunk_tokens <= 0:
+            chunk_tokens = max(32, (1 << 25) // weight.shape[0])
+        self.stage()
+        return _ChunkedHeadNLL.apply(
+            hidden.to(weight.dtype), self.rows, self, targets.reshape(-1), chunk_tokens
+        )
+
+    def stage(self) -> None:
+        """Copy the current rows (rounded to the weight's dtype) into the frozen weight's new
+        rows; the first time, keep the rows found there so :meth:`unstage` can put them back."""
+        weight = self.base.weight
+        with torch.no_grad():
+            if self.span is not None:
+                lo, hi = self.span
+                if self.original is None:
+                    self.original = weight[lo:hi].clone()
+                weight[lo:hi] = self.rows.detach().to(weight.dtype)
+            else:
+                if self.original is None:
+                    self.original = weight[self.new_ids].clone()
+                weight.index_copy_(0, self.new_ids, self.rows.detach().to(weight.dtype))
+
+    def unstage(self) -> None:
+        """Put back the weight's new rows as they were before the first :meth:`stage`."""
+        if self.original is None:
+            return
+        with torch.no_grad():
+            self.base.weight.index_copy_(0, self.new_ids, self.original)
+        self.original = None
+
+
+class _ChunkedHeadNLL(torch.autograd.Function):
+    """Head product, softmax and NLL chunk by chunk of positions, with the gradients for the
+    hidden states and the rows computed in the same pass (so no logits are kept for the
+    backward pass) and scaled by the incoming gradient in ``backward``. Expects the rows staged
+    in the head's weight (:meth:`RowHead.stage`)."""
+
+    @staticmethod
+    def forward(ctx, hidden, rows, head, targets, chunk_tokens):  # noqa: D102
+        weight = head.base.weight
+        bias = getattr(head.base, "bias", None)
+        dtype, dim = weight.dtype, hidden.shape[-1]
+        flat = hidden.detach().reshape(-1, dim)
+        keep = (targets != -100).nonzero().squeeze(1)
+        want_hidden, want_rows = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        want_any = want_hidden or want_rows
+        grad_hidden = torch.zeros_like(flat) if want_hidden else None
+        # the rows' logit gradients of all chunks, gathered for one product at the end
+        new_grads = (
+            torch.empty((len(keep), rows.shape[0]), dtype=dtype, device=flat.device)
+            if want_rows
+            else None
+        )
+        total = torch.zeros((), dtype=torch.float32, device=flat.device)
+        n_chunks = -(-len(keep) // chunk_tokens)
+        chunk_tokens = -(-len(keep) // max(1, n_chunks))  # equal chunks, no small remainder
+        for start in range(0, len(keep), max(1, chunk_tokens)):
+            picked = keep[start : start + chunk_tokens]
+            h = flat.index_select(0, picked)
+            t = targets.index_select(0, picked).unsqueeze(1)
+            logits = F.linear(h, weight, bias)
+            probs = torch.softmax(logits, dim=1)
+            chosen = probs.gather(1, t).float()
+            lost = chosen == 0  # the target's probability underflowed: use the exact form
+            if bool(lost.any()):
+                rows_lost = lost.squeeze(1).nonzero().squeeze(1)
+                exact = logits[rows_lost].float()
+                nll_lost = torch.logsumexp(exact, dim=1) - exact.gather(1, t[rows_lost]).squeeze(1)
+                total += nll_lost.sum()
+                chosen[rows_lost] = 1.0
+            total -= chosen.log().sum()
+            del logits
+            if not want_any:
+                continue
+            grad = probs  # d(sum NLL)/d(logits) = softmax - one_hot(target), in place
+            at = (torch.arange(len(picked), device=t.device), t.squeeze(1))
+            grad[at] = grad[at] - 1.0
+            if want_hidden:
+                grad_hidden.index_copy_(0, picked, grad @ weight)
+            if want_rows:
+                span = slice(start, start + len(picked))
+                if head.span is not None:
+                    new_grads[span] = grad[:, head.span[0] : head.span[1]]
+                else:
+                    new_grads[span] = grad.index_select(1, head.new_ids)
+            del grad, probs
+        grad_rows = None
+        if want_rows:
+            grad_rows = (new_grads.t() @ flat.index_select(0, keep)).float()
+            del new_grads
+        ctx.save_for_backward(*(g for g in (grad_hidden, grad_rows) if g is not None))
+        ctx.shapes = (hidden.shape, want_hidden, want_rows)
+        return total
+
+    @staticmethod
+    def backward(ctx, grad_total):  # noqa: D102
+        shape, want_hidden, want_rows = ctx.shapes
+        saved = list(ctx.saved_tensors)
+        grad_hidden = grad_rows = None
+        if want_hidden:
+            found = saved.pop(0)
+            grad_hidden = (found * grad_total.to(found.dtype)).view(shape)
+        if want_rows:
+            grad_rows = saved.pop(0) * grad_total
+        return grad_hidden, grad_rows, None, None, None
 
 
 @dataclass
@@ -112,13 +261,14 @@ class RowHandles:
         return [self.input_rows] + ([self.output_rows] if self.output_rows is not None else [])
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
-        """Copies of the trainable tensors (fp32, CPU) with the ids, for checkpoints."""
+        """The trainable tensors (fp32, CPU; the parameters themselves when they already are,
+        so a checkpoint of 45,000 rows costs no copy) with the ids, for checkpoints."""
         tensors = {
             "ids": torch.tensor(self.new_ids, dtype=torch.long),
-            "input": self.input_rows.detach().float().cpu().clone(),
+            "input": self.input_rows.detach().float().cpu(),
         }
         if self.output_rows is not None:
-            tensors["output"] = self.output_rows.detach().float().cpu().clone()
+            tensors["output"] = self.output_rows.detach().float().cpu()
         return tensors
 
     def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
@@ -198,6 +348,12 @@ def detach_rows(
 ) -> PreTrainedModel:
     """Write the rows back (unless ``write_back`` is false), restore the original embedding
     modules and the parameters' ``requires_grad`` flags; returns the plain model."""
+    head = model.get_output_embeddings()
+    if isinstance(head, RowHead):  # rows staged in the frozen weight: trained or put back
+        if write_back:
+            head.original = None
+        else:
+            head.unstage()
     if write_back:
         write_rows(model, handles)
     model.set_input_embeddings(handles.original_input)
