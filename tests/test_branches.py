@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+import torch
+from helpers_inputs import run_recipe
 
 from wake2vec.errors import UserInputError
 from wake2vec.recipe import load_recipe
@@ -43,13 +43,8 @@ def test_every_selector_form_validates():
 
 @pytest.fixture(scope="module")
 def branched(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("branch") / "run"
-    proc = subprocess.run(
-        [sys.executable, "-m", "wake2vec", "run", str(RECIPE), "--output-dir", str(out), *SETTINGS,
-         "--set", "phases[2].from='p1:regime=improving'"],
-        capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return out
+    return run_recipe(RECIPE, tmp_path_factory.mktemp("branch") / "run", *SETTINGS,
+                      "--set", "phases[2].from='p1:regime=improving'")
 
 
 @pytest.mark.slow
@@ -74,3 +69,96 @@ def test_missing_checkpoints_and_lora_sources_are_refused_with_the_fix(branched)
         start_from_checkpoint(run, recipe, "p1:step-7", model=None)
     with pytest.raises(UserInputError, match="trains no embedding rows"):
         start_from_checkpoint(run, recipe, "p2:last", model=None)
+
+
+# ------------------------------------------------------------------ several branches of a phase
+
+BRANCHES = REPO / "recipes" / "branches.toml"
+BRANCH_SETTINGS = (
+    "--set", "phases[0].steps=20", "--set", "phases[0].eval_every=5", "--set", "phases[0].snapshot_every=0",
+    *(x for i in (1, 2) for x in ("--set", f"phases[{i}].steps=4", "--set", f"phases[{i}].eval_every=2")),
+    *(x for i in range(3) for x in ("--set", f"phases[{i}].warmup_steps=0")),
+    "--set", "analysis.generation.enabled=false", "--set", "analysis.metrics=['drift']",
+)
+
+
+def test_parents_and_lineage_follow_from():
+    from wake2vec.recipe.schema import lineage, phase_parents
+
+    parents = phase_parents([("p1", "best"), ("a", "p1:best"), ("b", "p1:last"), ("c", "last"),
+                             ("d", "a:step-3")])
+    assert parents == [None, 0, 0, 2, 1]
+    assert lineage(parents, 3) == [0, 2, 3] and lineage(parents, 4) == [0, 1, 4]
+    assert load_recipe(str(BRANCHES)).parents() == [None, 0, 0]
+
+
+@pytest.fixture(scope="module")
+def two_branches(tmp_path_factory) -> Path:
+    return run_recipe(BRANCHES, tmp_path_factory.mktemp("branches") / "run", *BRANCH_SETTINGS)
+
+
+@pytest.mark.slow
+def test_two_p2_branches_start_from_p1_best_and_last_in_their_own_folders(two_branches):
+    manifest = json.loads((two_branches / "manifest.json").read_text())
+    assert [manifest["phases"][p]["status"] for p in ("p1", "p2-best", "p2-last")] == ["completed"] * 3
+    history = [json.loads(line) for line in (two_branches / "01-p1" / "history.jsonl").read_text().splitlines()]
+    evals = {r["step"]: r["val_loss"] for r in history if r["kind"] == "eval"}
+    best = min(evals, key=evals.get)
+    assert manifest["phases"]["p2-best"]["started_from"]["step"] == best
+    assert manifest["phases"]["p2-last"]["started_from"]["step"] == 20
+    for folder in ("02-p2-best", "03-p2-last"):
+        assert (two_branches / folder / "adapter" / "adapter_model.safetensors").is_file()
+
+
+@pytest.mark.slow
+def test_the_last_branch_is_built_on_p1_alone_not_on_the_other_branch(two_branches):
+    """The final model is the base model + P1's rows + p2-last's merged adapter: p2-best's adapter,
+    trained just before, is not in it."""
+    from safetensors.torch import load_file
+
+    manifest = json.loads((two_branches / "manifest.json").read_text())
+    base = load_file(str(Path(manifest["model"]["source"]) / "model.safetensors"))
+    final = load_file(str(two_branches / "final" / "model" / "model.safetensors"))
+
+    def delta(folder: str, module: str) -> torch.Tensor:
+        adapter = load_file(str(two_branches / folder / "adapter" / "adapter_model.safetensors"))
+        config = json.loads((two_branches / folder / "adapter" / "adapter_config.json").read_text())
+        a = next(v for k, v in adapter.items() if module in k and "lora_A" in k)
+        b = next(v for k, v in adapter.items() if module in k and "lora_B" in k)
+        return (b @ a) * (config["lora_alpha"] / config["r"])
+
+    module = "layers.0.self_attn.q_proj"
+    key = f"model.{module}.weight"
+    change = final[key] - base[key]
+    assert torch.allclose(change, delta("03-p2-last", module), atol=1e-5)
+    assert not torch.allclose(change, delta("03-p2-last", module) + delta("02-p2-best", module), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_the_report_compares_the_branches(two_branches):
+    report = json.loads((two_branches / "report.json").read_text())
+    (group,) = report["branches"]
+    assert group["parent"] == "p1"
+    rows = {r["name"]: r for r in group["rows"]}
+    assert rows.keys() == {"p2-best", "p2-last"}
+    assert rows["p2-best"]["from"] == "p1:best" and rows["p2-last"]["from"] == "p1:last"
+    for r in rows.values():
+        assert r["change"] == pytest.approx(r["val_loss"] - r["start_val_loss"])
+        assert r["eval"]["step"][0] == 0 and r["eval"]["val_loss"][0] == pytest.approx(r["start_val_loss"])
+    assert sum(r["lowest"] for r in rows.values()) == 1
+    html = (two_branches / "report.html").read_text()
+    assert "Branches from phase p1" in html and 'href="#branches"' in html
+    assert "Validation loss and bits per byte of each branch from phase p1" in html
+    assert (two_branches / "branches-p1.png").is_file()
+    # the curves put each branch where it started: p2-best at P1's best step, p2-last at its end
+    offsets = {c["name"]: c["offset"] for c in report["curves"]}
+    assert offsets == {"p1": 0, "p2-best": rows["p2-best"]["start_step"], "p2-last": 20}
+
+
+@pytest.mark.slow
+def test_analyze_measures_each_branch_from_its_own_start(cli, two_branches):
+    result = cli("analyze", str(two_branches))
+    assert result.exit_code == 0, result.output
+    for folder, start in (("02-p2-best", "p1:best"), ("03-p2-last", "p1:last")):
+        drift = json.loads((two_branches / folder / "metrics.json").read_text())["analysis"]["drift"]
+        assert drift["before"] == start

@@ -153,6 +153,17 @@ def test_device_triplets_are_seeded_and_valid():
     assert a.loss(ctx).item() == b.loss(ctx).item()
 
 
+@pytest.mark.parametrize("cls", [R.Device, R.Repulsion])
+def test_sampled_draws_are_a_function_of_seed_and_step_alone(cls):
+    # a fresh instance at step 7 (a resumed run) draws what one that has run steps 0..6 draws
+    rows = torch.randn(len(WORDS), 16, generator=gen(17))
+    used = cls(cls.Params(seed=3, pairs=3, margin=-1.0) if cls is R.Repulsion else cls.Params(seed=3, triplets=3))
+    values = [used.loss(replace(context(rows), step=s)).item() for s in range(8)]
+    fresh = cls(used.params)
+    assert fresh.loss(replace(context(rows), step=7)).item() == values[7]
+    assert len(set(values)) > 1  # a new sample each step
+
+
 def test_repulsion_is_zero_for_orthogonal_rows_and_high_for_a_collapsed_set():
     orthogonal = torch.eye(len(WORDS), 32)
     assert R.Repulsion().loss(context(orthogonal)).item() == 0.0

@@ -6,11 +6,11 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 from conftest import RECIPES
+from helpers_inputs import plugin_site
 
 pytestmark = pytest.mark.slow
 
@@ -40,13 +40,7 @@ def wake2vec_evaluation(run, phase, step, metrics):
 
 @pytest.fixture(scope="module")
 def killer_path(tmp_path_factory) -> Path:
-    site = tmp_path_factory.mktemp("killer-site")
-    (site / "wake2vec_killer.py").write_text(textwrap.dedent(KILLER))
-    info = site / "wake2vec_killer-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: wake2vec-killer\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[wake2vec]\nkiller = wake2vec_killer\n")
-    return site
+    return plugin_site(tmp_path_factory.mktemp("killer-site"), "wake2vec_killer", KILLER)
 
 
 def _run(out: Path, site: Path, *extra: str, kill: str = "") -> subprocess.CompletedProcess:

@@ -147,6 +147,7 @@ class PhaseContext:
     regularizers: list[tuple[Regularizer, float]] = field(default_factory=list)
     new_words: list[str] = field(default_factory=list)
     hand_on: str = "last"  # "best" or "last": which state the phase leaves for what follows
+    order_key: str = ""  # seeds the batch order with the run's seed (default: the phase's name)
 
 
 @dataclass
@@ -184,6 +185,9 @@ class RegularizerContext:
     new_ids: list[int]
     morphology: Morphology | None
     initial_new_rows: torch.Tensor | None = None
+    # the optimiser step this loss is for (0-based): a sampled loss seeds its draws from it, so a
+    # resumed run draws exactly what an uninterrupted one did
+    step: int = 0
 
 
 class Regularizer(Plugin):

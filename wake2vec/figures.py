@@ -464,3 +464,36 @@ def curves_figure(curves: Sequence[dict[str, Any]], uniform_loss: float | None =
             if drawn[flag]:
                 ax.legend(loc="best")
         return _png(fig)
+
+
+def branches_figure(group: dict[str, Any]) -> bytes:
+    """Validation loss and bits per byte of the phases that continue one phase (its branches),
+    each against its own steps, so where each starts and how far it gets read side by side.
+    ``group``: ``{"parent", "rows": [{"name", "from", "eval": {"step", "val_loss",
+    "bits_per_byte"}}]}`` (see ``wake2vec.report.branch_groups``). Returns PNG bytes."""
+    import matplotlib
+
+    with matplotlib.rc_context(STYLE):
+        fig = _figure(11, 3.8, left=0.07, right=0.99, top=0.86, bottom=0.15, wspace=0.22)
+        axes = fig.subplots(1, 2, sharex=True)
+        for i, row in enumerate(group["rows"]):
+            colour = PHASE_COLOURS[i % len(PHASE_COLOURS)]
+            ev = row.get("eval") or {}
+            for ax, key in zip(axes, ("val_loss", "bits_per_byte"), strict=True):
+                pts = [(s, v) for s, v in zip(ev.get("step", []), ev.get(key, []), strict=False)
+                       if _number(v) is not None]
+                if pts:
+                    ax.plot(*zip(*pts, strict=True), marker="o", markersize=3.5, color=colour,
+                            label=f"{row['name']} (from {row['from']})")
+        for ax, title, unit in ((axes[0], "Validation loss", "nats/token"),
+                                (axes[1], "Bits per byte", "bits/byte")):
+            ax.set_title(title)
+            ax.set_ylabel(unit)
+            ax.set_xlabel("step of the branch")
+            if ax.lines:
+                ax.legend(loc="best")
+            else:
+                ax.text(0.5, 0.5, "no data", ha="center", va="center", color="#777",
+                        transform=ax.transAxes)
+        fig.suptitle(f"Branches from phase {group['parent']}", fontsize=11, fontweight="bold")
+        return _png(fig)

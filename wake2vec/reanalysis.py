@@ -73,24 +73,33 @@ def analyze_run(path: Path, *, generation: bool = True, metrics: tuple[str, ...]
             model, tokenizer = prepared.loaded.model, prepared.injection.tokenizer
             generation = False
         words = _saved_words(path / INJECTED_ROWS)
-        before = _snapshot_with(model, path / INJECTED_ROWS, "injected", manifest)
         groups = _groups(recipe, words)
+        parents = recipe.parents()
         for index, (spec, folder) in enumerate(zip(recipe.phases, phase_dirs, strict=True)):
             log.info("analyze: %s", spec.name)
+            # before: the rows the phase started from (a checkpoint for `from = "p1:..."`)
+            start = (manifest.get("phases", {}).get(spec.name, {}).get("started_from") or {}).get("checkpoint")
+            parent = parents[index]
+            if start and (path / start / "trainable.safetensors").is_file():
+                before = _snapshot_with(model, path / start / "trainable.safetensors", spec.start_from, manifest)
+            elif parent is None:
+                before = _snapshot_with(model, path / INJECTED_ROWS, "injected", manifest)
+            else:
+                before = _snapshot_with(model, phase_dirs[parent] / "new_rows.safetensors",
+                                        f"after-{recipe.phases[parent].name}", manifest)
             after = _snapshot_with(model, folder / "new_rows.safetensors", f"after-{spec.name}", manifest)
             record = _read(folder / "metrics.json") or {"phase": spec.name, "strategy": spec.strategy}
             record["schema_version"] = METRICS_SCHEMA
             record["analysis"] = _measure(registry, refs, before, after, words, recipe.run.seed,
                                           model, tokenizer, groups, index == len(phase_dirs) - 1)
             write_json_atomic(folder / "metrics.json", record)
-            before = after
         if generation and recipe.analysis.generation.enabled:
             from wake2vec.generation import probe
 
             log.info("analyze: generation probes on the final model")
             record = _read(phase_dirs[-1] / "metrics.json") or {}
             record["generation"] = probe(
-                model, tokenizer, recipe.analysis.generation, new_ids=before.new_ids,
+                model, tokenizer, recipe.analysis.generation, new_ids=after.new_ids,
                 lexicon=_lexicon_words(recipe, path), seed=recipe.run.seed)
             write_json_atomic(phase_dirs[-1] / "metrics.json", record)
         manifest.setdefault("analyses", []).append({"metrics": [r.name for r in refs],

@@ -49,17 +49,38 @@ def _thin(rows: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
     return rows[::stride] + ([rows[-1]] if (len(rows) - 1) % stride else [])
 
 
-def curves(phases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def parents_of(manifest: dict[str, Any], names: list[str]) -> list[int | None]:
+    """Per phase of ``names``, the index of the phase it continues (the recipe's ``from``)."""
+    from wake2vec.recipe.schema import phase_parents
+
+    specs = [p for p in dig(manifest, "recipe", "phases") or [] if isinstance(p, dict)]
+    starts = {(p.get("name") or f"p{i + 1}"): str(p.get("from") or "best") for i, p in enumerate(specs)}
+    return phase_parents([(n, starts.get(n, "best")) for n in names])
+
+
+def curves(phases: list[dict[str, Any]], parents: list[int | None] | None = None) -> list[dict[str, Any]]:
     """Per phase, the training and evaluation series for the curves figure, with ``offset``:
-    the steps of the phases before it, so the phases line up one after another."""
-    out, offset = [], 0
-    for phase in phases:
+    where the phase starts on a step axis shared by the run. A phase starts where its parent
+    ended, or at the step of the checkpoint it started from (``from = "p1:step-8"``); branches of
+    one phase therefore fork from the same point."""
+    parents = parents if parents is not None else [i - 1 if i else None for i in range(len(phases))]
+    out: list[dict[str, Any]] = []
+    ends: list[int] = []
+    for i, phase in enumerate(phases):
         rows = _history(phase["folder"] / "history.jsonl") if phase["folder"] else []
         train = _thin(
             [r for r in rows if _is_number(r.get("train_loss")) and r["kind"] == "train"],
             MAX_TRAIN_POINTS,
         )
         evals = [r for r in rows if r["kind"] == "eval"]
+        parent = parents[i]
+        start = dig(phase, "record", "started_from", "step")
+        if parent is None:
+            offset = 0
+        elif isinstance(start, int):
+            offset = out[parent]["offset"] + start
+        else:
+            offset = ends[parent]
         out.append(
             {
                 "name": phase["name"],
@@ -75,8 +96,58 @@ def curves(phases: list[dict[str, Any]]) -> list[dict[str, Any]]:
             }
         )
         steps = [r["step"] for r in rows] + [dig(phase, "record", "evaluation", "steps") or 0]
-        offset += max(s for s in steps if isinstance(s, int))
+        ends.append(offset + max(s for s in steps if isinstance(s, int)))
     return out
+
+
+def branch_groups(phases: list[dict[str, Any]], parents: list[int | None],
+                  series: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Phases that continue the same phase (two or more, at least one a branch), side by side:
+    where each started, its validation at the start and the end, and its generation means."""
+    groups = []
+    for parent in sorted({p for p in parents if p is not None}):
+        members = [i for i, p in enumerate(parents) if p == parent]
+        if len(members) < 2:
+            continue
+        rows = []
+        for i in members:
+            phase, record = phases[i], phases[i]["record"]
+            ev = record.get("evaluation") or {}
+            began = record.get("started_from") or {}
+            start_step = began.get("step", dig(phases[parent], "record", "evaluation", "handed_on_step"))
+            # the parent's evaluation at the step the branch starts from: the branch's step 0
+            at = dict(zip(series[parent]["eval"]["step"], range(len(series[parent]["eval"]["step"])),
+                          strict=True)).get(start_step)
+            start = {k: (v[at] if at is not None else None) for k, v in series[parent]["eval"].items()}
+            start_val = began.get("val_loss", start["val_loss"])
+            curve = series[i]["eval"]
+            if at is not None:
+                curve = {k: [0 if k == "step" else start[k], *v] for k, v in curve.items()}
+            vals = [v for v in series[i]["eval"]["val_loss"] if _is_number(v)]
+            mean = dig(phase, "metrics", "generation", "mean") or {}
+            rows.append({
+                "name": phase["name"],
+                "from": f"{began['phase']}:{began['selector']}" if began else
+                        f"{phases[parent]['name']} ({ev.get('handed_on') or 'best'})",
+                "start_step": start_step,
+                "start_val_loss": start_val,
+                "steps": ev.get("steps"),
+                "val_loss": ev.get("val_loss"),
+                "change": ev["val_loss"] - start_val
+                          if _is_number(ev.get("val_loss")) and _is_number(start_val) else None,
+                "best_val_loss": min(vals) if vals else None,
+                "bits_per_byte": ev.get("bits_per_byte"),
+                "regime": ev.get("regime"),
+                "new_token_share": mean.get("new_token_share"),
+                "unknown_word_share": mean.get("unknown_word_share"),
+                "eval": curve,
+            })
+        finals = [r["bits_per_byte"] for r in rows if _is_number(r["bits_per_byte"])]
+        best = min(finals) if finals else None
+        for r in rows:
+            r["lowest"] = best is not None and r["bits_per_byte"] == best
+        groups.append({"parent": phases[parent]["name"], "rows": rows})
+    return groups
 
 
 def collect(run_dir: Path, manifest: dict[str, Any]) -> dict[str, Any]:
@@ -87,7 +158,8 @@ def collect(run_dir: Path, manifest: dict[str, Any]) -> dict[str, Any]:
         folder = folders.get(name)
         metrics = (read_json(folder / "metrics.json") if folder else None) or {}
         phases.append({"name": name, "folder": folder, "record": record, "metrics": metrics})
-    series = curves(phases)
+    parents = parents_of(manifest, [p["name"] for p in phases])
+    series = curves(phases, parents)
     for phase in phases:
         phase["tables"] = geometry_tables(phase["metrics"].get("analysis") or {})
         phase["generation"] = generation_view(phase["metrics"].get("generation"))
@@ -100,6 +172,7 @@ def collect(run_dir: Path, manifest: dict[str, Any]) -> dict[str, Any]:
         "phases": phases,
         "curves": series,
         "neighbours": neighbour_table(phases),
+        "branches": branch_groups(phases, parents, series),
     }
 
 
@@ -477,7 +550,7 @@ def render(data: dict[str, Any], title: str, figures: dict[str, str]) -> str:
 def write_report(run_dir: Path, manifest: dict[str, Any], title: str | None = None) -> Path:
     """Write ``report.json``, the figures and ``report.html`` into ``run_dir``; returns the
     HTML path."""
-    from wake2vec.figures import curves_figure, geometry_figure
+    from wake2vec.figures import branches_figure, curves_figure, geometry_figure
     from wake2vec.figures_study import has_study_data, study_figure
 
     run_dir = Path(run_dir)
@@ -495,6 +568,10 @@ def write_report(run_dir: Path, manifest: dict[str, Any], title: str | None = No
     png = curves_figure(data["curves"], uniform)
     _write_bytes(run_dir / "curves.png", png)
     figures["curves"] = _data_uri(png)
+    for number, group in enumerate(data["branches"]):
+        png = branches_figure(group)
+        _write_bytes(run_dir / f"branches-{group['parent']}.png", png)
+        figures[f"branches:{number}"] = _data_uri(png)
     for phase in data["phases"]:
         analysis = dig(phase, "metrics", "analysis")
         if not analysis or not phase["folder"]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import gc
+import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
@@ -15,6 +17,7 @@ from wake2vec.events import PhaseEvents, PhaseInfo, RunInfo
 from wake2vec.plugins import get_plugins
 from wake2vec.recipe import Recipe, recipe_to_dict
 from wake2vec.recipe.preflight import check_inputs, check_prepared
+from wake2vec.recipe.schema import lineage
 from wake2vec.registry import Registry, get_registry
 from wake2vec.rundir import RunDir, now, setup_logging, write_json_atomic
 
@@ -187,6 +190,8 @@ def prepare(recipe: Recipe, registry: Registry, cache_dir: Path) -> Prepared:
 
 def _run_steps(recipe: Recipe, run: RunDir, info: RunInfo, registry: Registry, hook: Any,
                resume: bool, procs: Processes | None = None) -> None:
+    from transformers import set_seed
+
     from wake2vec.data import prepare_data
     from wake2vec.parallel import Processes
 
@@ -220,28 +225,60 @@ def _run_steps(recipe: Recipe, run: RunDir, info: RunInfo, registry: Registry, h
         save_new_rows(model, new_ids, list(injection.words), run.path / INJECTED_ROWS)
 
     # ---------------------------------------------------------------- phases
+    parents = recipe.parents()
+
+    def context(index: int, model: Any) -> PhaseContext:
+        spec = recipe.phases[index]
+        source = spec.start_from.split(":", 1)[0] if ":" in spec.start_from else None
+        return PhaseContext(
+            name=spec.name, index=index, model=model, tokenizer=tokenizer, new_ids=new_ids,
+            base_vocab_size=len(base_tokenizer), tied=loaded.tied, lora_targets=loaded.lora_targets,
+            train=spec, data=bundle, out_dir=run.phase_dir(index, spec.name), seed=seed,
+            resume=resume and run.phase_record(spec.name).get("status") in ("running", "failed", "interrupted"),
+            events=None, morphology=morphology,
+            regularizers=[(registry.create("regularizer", r.name, r.params), r.weight)
+                          for r in spec.regularizers],
+            new_words=lexicon_words_by_id(injection), hand_on=_hand_on(recipe, index),
+            # branches of one phase read the same batches, so only their starting point differs
+            order_key=f"from-{source}" if source else spec.name)
+
+    def restore(index: int, model: Any) -> Any:
+        """``model`` with phase ``index``'s saved result applied (the phase has completed)."""
+        spec = recipe.phases[index]
+        model = registry.create("phase", spec.strategy, spec.params).restore(context(index, model))
+        load_new_rows(model, run.phase_dir(index, spec.name) / "new_rows.safetensors")
+        return model
+
     for index, spec in enumerate(recipe.phases):
         phase_dir = run.phase_dir(index, spec.name)
         record = run.phase_record(spec.name)
+        # a phase's set-up draws (LoRA's initial weights) from the global RNG: seed it per phase,
+        # so a phase begun in a fresh process (a resume) starts where an uninterrupted run does
+        set_seed(phase_seed(seed, index))
+        if index and parents[index] != index - 1:  # a branch: the model as its parent left it
+            log.info("phase %s branches from phase %s: rebuilding the model as that phase left it",
+                     spec.name, recipe.phases[parents[index]].name)
+            model = loaded = prepared = ctx = result = None  # free the old model first
+            gc.collect()
+            prepared = procs.main_first(lambda: prepare(recipe, registry, run.cache_dir))
+            loaded, model = prepared.loaded, prepared.loaded.model
+            tokenizer = prepared.injection.tokenizer
+            for earlier in lineage(parents, parents[index]):
+                model = restore(earlier, model)
+            if main and ":" not in spec.start_from:
+                snapshot = _snapshot(model, f"after-{recipe.phases[parents[index]].name}",
+                                     len(base_tokenizer), new_ids)
+            set_seed(phase_seed(seed, index))
         strategy = registry.create("phase", spec.strategy, spec.params)
-        regularizers = [(registry.create("regularizer", r.name, r.params), r.weight) for r in spec.regularizers]
-        ctx = PhaseContext(
-            name=spec.name, index=index, model=model, tokenizer=tokenizer, new_ids=new_ids,
-            base_vocab_size=len(base_tokenizer), tied=loaded.tied, lora_targets=loaded.lora_targets,
-            train=spec, data=bundle, out_dir=phase_dir, seed=seed,
-            resume=resume and record.get("status") in ("running", "failed", "interrupted"),
-            events=None, morphology=morphology, regularizers=regularizers,
-            new_words=lexicon_words_by_id(injection),
-            hand_on=_hand_on(recipe, index))
+        ctx = context(index, model)
         rows_file = phase_dir / "new_rows.safetensors"
         if resume and record.get("status") == "completed" and rows_file.is_file():
-            model = strategy.restore(ctx)
-            load_new_rows(model, rows_file)
+            model = restore(index, model)
             log.info("phase %s already completed; restored its result", spec.name)
             if main:
                 snapshot = _snapshot(model, f"after-{spec.name}", len(base_tokenizer), new_ids)
             continue
-        if ":" in spec.start_from and not ctx.resume:  # a regime branch: rows from a checkpoint
+        if ":" in spec.start_from:  # a regime branch: rows from a checkpoint (resume: then its own)
             record["started_from"] = start_from_checkpoint(run, recipe, spec.start_from, model)
             log.info("phase %s starts from %s", spec.name, record["started_from"]["checkpoint"])
             if main:
@@ -283,6 +320,12 @@ def _run_steps(recipe: Recipe, run: RunDir, info: RunInfo, registry: Registry, h
 
     if recipe.report.html:
         write_report(run.path, run.manifest, recipe.report.title)
+
+
+def phase_seed(seed: int, index: int) -> int:
+    """The seed of the global RNG at the start of phase ``index``."""
+    digest = hashlib.sha256(f"wake2vec-phase-{seed}-{index}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")
 
 
 def _hand_on(recipe: Recipe, index: int) -> str:

@@ -282,7 +282,7 @@ def _apply(pieces: list[str], rank: Callable[[tuple[str, str]], int | None]) -> 
     has a rank."""
     pieces = list(pieces)
     while len(pieces) > 1:
-        pairs = enumerate(zip(pieces, pieces[1:]))
+        pairs = enumerate(zip(pieces, pieces[1:], strict=False))
         ranked = [(r, i) for i, pair in pairs if (r := rank(pair)) is not None]
         if not ranked:
             break

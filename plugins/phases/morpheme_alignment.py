@@ -33,10 +33,11 @@ class MorphemeAlignment(PhaseStrategy):
             words = [word_of.get(i, "") for i in handles.new_ids]
             initial = handles.input_rows.detach().clone()
 
-            def extra_loss() -> tuple[torch.Tensor, dict[str, float]]:
+            def extra_loss(step: int) -> tuple[torch.Tensor, dict[str, float]]:
                 reg_ctx = RegularizerContext(
                     new_rows=handles.input_rows, base_rows=base_rows, new_words=words,
-                    new_ids=handles.new_ids, morphology=ctx.morphology, initial_new_rows=initial)
+                    new_ids=handles.new_ids, morphology=ctx.morphology, initial_new_rows=initial,
+                    step=step)
                 total = handles.input_rows.new_zeros(())
                 parts: dict[str, float] = {}
                 for regularizer, weight in ctx.regularizers:

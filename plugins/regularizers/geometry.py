@@ -138,14 +138,16 @@ def _words_key(ctx: RegularizerContext) -> tuple[int, int, int]:
 
 
 class _Sampled(Regularizer):
-    """A regulariser that draws fresh, seeded samples on each call."""
+    """A regulariser that draws fresh samples at each step, a pure function of its seed and the
+    step (no generator state to carry across a resume)."""
 
-    def _generator(self) -> torch.Generator:
+    def _generator(self, ctx: RegularizerContext) -> torch.Generator:
+        import hashlib
+
         import torch
 
-        if getattr(self, "_gen", None) is None:
-            self._gen = torch.Generator().manual_seed(self.params.seed)
-        return self._gen
+        digest = hashlib.sha256(f"wake2vec-{self.name}-{self.params.seed}-{ctx.step}".encode()).digest()
+        return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
 
 
 class Morpheme(Regularizer):
@@ -284,7 +286,7 @@ class Device(_Sampled):
                 stacklevel=2,
             )
             return _zero(ctx)
-        gen, n = self._generator(), self.params.triplets
+        gen, n = self._generator(ctx), self.params.triplets
         a = anchors[torch.randint(0, anchors.numel(), (n,), generator=gen)]
         step = 1 + (torch.rand(n, generator=gen) * (size[a] - 1)).long()  # 1 .. size - 1
         p = start[a] + (a - start[a] + step) % size[a]
@@ -313,7 +315,7 @@ class Repulsion(_Sampled):
         count = ctx.new_rows.shape[0]
         if count < 2:
             return _zero(ctx)
-        gen = self._generator()
+        gen = self._generator(ctx)
         i = torch.randint(0, count, (self.params.pairs,), generator=gen)
         j = (i + torch.randint(1, count, (self.params.pairs,), generator=gen)) % count
         rows = _float(ctx.new_rows)

@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "analyze": "wake2vec.cli.analyze:analyze",
     "archive": "wake2vec.cli.archive:archive",
     "unpack": "wake2vec.cli.archive:unpack",
+    "trajectory": "wake2vec.cli.trajectory:trajectory",
 }
 
 

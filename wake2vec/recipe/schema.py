@@ -146,7 +146,11 @@ class PhaseSpec(Strict):
     eval_batches: int = Field(default=0, ge=0)  # 0: the whole validation text
     save_every: int = Field(default=0, ge=0)  # 0: at every evaluation
     keep_last: int = Field(default=2, ge=1)
+    snapshot_every: int = Field(default=0, ge=0)  # keep the new rows every N steps (wake2vec trajectory)
+    snapshot_rows: int = Field(default=0, ge=0)  # 0: every new row; N: the same seeded N in each snapshot
     patience: int | None = Field(default=None, ge=1)
+    # skip up to N batches whose loss is not finite (no update); 0 stops at the first
+    skip_nonfinite: int = Field(default=0, ge=0, le=1_000_000)
     regularizers: list[RegularizerRef] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -207,6 +211,10 @@ class Recipe(Strict):
     analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
     report: ReportSpec = Field(default_factory=ReportSpec)
 
+    def parents(self) -> list[int | None]:
+        """Per phase, the index of the phase it continues (see :func:`phase_parents`)."""
+        return phase_parents([(p.name, p.start_from) for p in self.phases])
+
     @model_validator(mode="after")
     def _phase_names(self) -> Recipe:
         seen: set[str] = set()
@@ -222,3 +230,24 @@ class Recipe(Strict):
                                  f"is not an earlier phase (earlier: {earlier})")
             seen.add(phase.name)
         return self
+
+
+def phase_parents(phases: list[tuple[str, str]]) -> list[int | None]:
+    """For each ``(name, from)`` in recipe order, the index of the phase it continues: the one
+    its ``from`` names ("p1:best"), else the phase before it; None for the first. A phase whose
+    parent is not the one just before it is a *branch*: it starts from the model as that earlier
+    phase left it, not from what the phases between did."""
+    index = {name: i for i, (name, _) in enumerate(phases)}
+    return [index.get(start.split(":", 1)[0]) if ":" in start else (i - 1 if i else None)
+            for i, (_, start) in enumerate(phases)]
+
+
+def lineage(parents: list[int | None], index: int) -> list[int]:
+    """The phases whose results the model of phase ``index`` is built on, first to last
+    (``index`` itself included)."""
+    chain = []
+    at: int | None = index
+    while at is not None:
+        chain.append(at)
+        at = parents[at]
+    return chain[::-1]

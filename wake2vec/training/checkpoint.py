@@ -4,12 +4,15 @@ A checkpoint is a directory ``step-0000123`` holding ``trainable.safetensors`` (
 tensors that train), ``optimizer.safetensors`` plus ``optimizer.json`` (its tensors and the
 rest of its state), ``rng.safetensors`` and ``state.json`` (step, data position, scheduler and
 early-stopping state). It is written under a temporary name and renamed into place, so a
-directory with the final name is always complete.
+directory with the final name is always complete; a directory that is not (a copy cut short, a
+file truncated by a crash of the machine) is never listed, so resume never picks it. A failed
+write (a full disk) raises :class:`TrainingError` and leaves the earlier checkpoints as they were.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 import tempfile
@@ -39,7 +42,7 @@ def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], 
         plain = {}
         for key, value in values.items():
             if torch.is_tensor(value):
-                tensors[f"{prefix}/{key}"] = value.detach().cpu().contiguous().clone()
+                tensors[f"{prefix}/{key}"] = value.detach().cpu().contiguous()  # written before the next step
             elif isinstance(value, dict):  # bitsandbytes nests its quantisation state
                 plain[key] = {"__nested__": split(f"{prefix}/{key}", value)}
             else:
@@ -115,9 +118,12 @@ def save_checkpoint(
     """Write a complete checkpoint for ``step`` under ``root`` and return its directory."""
     from safetensors.torch import save_file
 
-    root.mkdir(parents=True, exist_ok=True)
     final = root / checkpoint_name(step)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=root))
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=root))
+    except OSError as exc:
+        raise _write_error(final, exc) from exc
     try:
         save_file(
             {k: v.contiguous() for k, v in trainable.items()}, str(tmp / "trainable.safetensors")
@@ -138,10 +144,21 @@ def save_checkpoint(
         if final.exists():  # the same step saved again (a resumed run): replace it
             shutil.rmtree(final)
         tmp.rename(final)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise _write_error(final, exc) from exc
         raise
     return final
+
+
+def _write_error(final: Path, exc: OSError) -> TrainingError:
+    reason = exc.strerror or str(exc)
+    kept = list_checkpoints(final.parent)
+    before = (
+        f"the last complete one, {kept[-1].name}, is intact" if kept else "none was complete before"
+    )
+    return TrainingError(f"cannot write checkpoint {final}: {reason}; {before}")
 
 
 def _write_json(path: Path, value: Any) -> None:
@@ -158,12 +175,35 @@ def list_checkpoints(root: Path) -> list[Path]:
         return []
     found = []
     for path in root.iterdir():
-        if path.is_dir() and path.name.startswith(_PREFIX) and (path / "state.json").is_file():
+        if path.is_dir() and path.name.startswith(_PREFIX) and is_complete(path):
             try:
                 found.append((int(path.name[len(_PREFIX) :]), path))
             except ValueError:
                 continue
     return [p for _, p in sorted(found)]
+
+
+_FILES = ("trainable.safetensors", "optimizer.safetensors", "rng.safetensors")
+
+
+def is_complete(path: Path) -> bool:
+    """Whether checkpoint directory ``path`` holds every file, each safetensors file as long as
+    its header says, and a state.json that parses (cheap: reads headers, not tensors)."""
+    try:
+        for name in _FILES:
+            with (path / name).open("rb") as handle:
+                size = os.fstat(handle.fileno()).st_size
+                header_len = int.from_bytes(handle.read(8), "little")
+                if header_len <= 0 or 8 + header_len > size:
+                    return False
+                header = json.loads(handle.read(header_len))
+            ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"]
+            if 8 + header_len + max(ends, default=0) != size:
+                return False
+        json.loads((path / "optimizer.json").read_text(encoding="utf-8"))
+        return isinstance(read_state(path).get("step"), int)
+    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
+        return False
 
 
 def read_state(path: Path) -> dict[str, Any]:
@@ -191,10 +231,8 @@ def prune_checkpoints(root: Path, keep_last: int) -> list[Path]:
     also clears temporary directories left by an interrupted save. Returns what was removed."""
     for leftover in root.glob(f".{_PREFIX}*"):
         shutil.rmtree(leftover, ignore_errors=True)
-    for partial in root.glob(
-        f"{_PREFIX}*"
-    ):  # a final name without its state file: not ours to keep
-        if partial.is_dir() and not (partial / "state.json").is_file():
+    for partial in root.glob(f"{_PREFIX}*"):  # a final name but incomplete: never resumable
+        if partial.is_dir() and not is_complete(partial):
             shutil.rmtree(partial, ignore_errors=True)
     checkpoints = list_checkpoints(root)
     keep = set(checkpoints[-keep_last:])

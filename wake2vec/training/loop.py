@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
 import sys
 import time
@@ -34,6 +35,9 @@ if TYPE_CHECKING:
     from wake2vec.api import PhaseContext
 
 
+log = logging.getLogger(__name__)
+
+
 @dataclass
 class Trainable:
     """What a phase trains: the parameters, and how to save and restore them."""
@@ -42,7 +46,7 @@ class Trainable:
     state_tensors: Callable[[], dict[str, torch.Tensor]]
     load_state_tensors: Callable[[dict[str, torch.Tensor]], None]
     # an auxiliary loss for the current parameters (added once per optimiser step), and its parts
-    extra_loss: Callable[[], tuple[torch.Tensor, dict[str, float]]] | None = None
+    extra_loss: Callable[[int], tuple[torch.Tensor, dict[str, float]]] | None = None  # of the step
     # what makes a checkpoint belong to this phase (e.g. the new ids)
     signature: dict[str, Any] = field(default_factory=dict)
 
@@ -110,6 +114,7 @@ class _Progress:
     bad_evals: int = 0  # evaluations since the last improvement
     window_sum: float = 0.0  # train losses since the last evaluation, for its train_loss
     window_steps: int = 0
+    skipped: int = 0  # steps skipped for a non-finite loss (skip_nonfinite)
 
     def record(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -204,7 +209,7 @@ def train(ctx: PhaseContext, model: torch.nn.Module, trainable: Trainable) -> Lo
     val_blocks = ctx.data.val_tensor()
     val_bytes = list(ctx.data.val_blocks["n_bytes"])
     # each phase draws its own seeded order, so a later phase does not replay an earlier one's batches
-    order = BatchOrder(len(train_blocks), spec.batch_size, f"{ctx.seed}-{ctx.name}")
+    order = BatchOrder(len(train_blocks), spec.batch_size, f"{ctx.seed}-{ctx.order_key or ctx.name}")
     tokens_per_step = spec.batch_size * spec.grad_accum * (train_blocks.shape[1] - 1)
     root = ctx.out_dir / "checkpoints"
     signature = _signature(ctx, trainable)
@@ -287,6 +292,7 @@ def train(ctx: PhaseContext, model: torch.nn.Module, trainable: Trainable) -> Lo
     while progress.step < spec.steps and not stopped_early:
         step = progress.step
         nll_total, grad_norm, learning_rate = 0.0, None, None
+        bad = False  # a micro-batch of this step had a non-finite loss: the step makes no update
         extras: dict[str, float] = {}
         for micro in range(spec.grad_accum):
             # this process's contiguous share of the global micro-batch
@@ -300,31 +306,34 @@ def train(ctx: PhaseContext, model: torch.nn.Module, trainable: Trainable) -> Lo
                 if (
                     trainable.extra_loss is not None
                 ):  # a share per micro-batch: once per step in all
-                    aux, extras = trainable.extra_loss()
+                    aux, extras = trainable.extra_loss(step)
                     loss = loss + aux / spec.grad_accum
-                if not torch.isfinite(loss.detach()):
-                    raise TrainingError(
-                        f"phase {ctx.name}: the training loss became {float(loss.detach())} at "
-                        f"step {step + 1} (micro-batch {micro + 1} of {spec.grad_accum}); lower "
-                        f"the learning rate (now {spec.learning_rate}) or check the new rows' "
-                        "initialisation"
-                    )
-                # accelerate divides by the accumulation steps; the loss is already a share of the mean
-                accelerator.backward(loss * spec.grad_accum)
-                nll_total += float(nll.detach())
+                if not bad and not torch.isfinite(loss.detach()):
+                    bad = _nonfinite(ctx.name, spec, progress.skipped, float(loss.detach()),
+                                     step, micro)
+                if world > 1 and spec.skip_nonfinite:  # every process skips the step, or none
+                    bad = reduce_sum([float(bad)])[0] > 0
+                if not bad:
+                    # accelerate divides by the accumulation steps; the loss is already a share
+                    accelerator.backward(loss * spec.grad_accum)
+                    nll_total += float(nll.detach())
                 if accelerator.sync_gradients:
                     learning_rate = optimizer.param_groups[0]["lr"]  # the rate this step uses
-                    if spec.max_grad_norm > 0:
+                    if spec.max_grad_norm > 0 and not bad:
                         norm = accelerator.clip_grad_norm_(trainable.params, spec.max_grad_norm)
                         grad_norm = float(norm)
-                    optimizer.step()
+                    if not bad:  # a skipped step leaves the rows and the optimiser state alone
+                        optimizer.step()
                     scheduler.step()
                     optimizer.zero_grad(set_to_none=True)
         progress.step = step = step + 1
         (nll_total,) = reduce_sum([nll_total])
-        train_loss = nll_total / tokens_per_step
-        progress.window_sum += train_loss
-        progress.window_steps += 1
+        train_loss = None if bad else nll_total / tokens_per_step
+        if bad:
+            progress.skipped += 1
+        else:
+            progress.window_sum += train_loss
+            progress.window_steps += 1
         history.add(
             {
                 "step": step,
@@ -334,15 +343,20 @@ def train(ctx: PhaseContext, model: torch.nn.Module, trainable: Trainable) -> Lo
                 "grad_norm": grad_norm,
                 "elapsed_s": round(time.monotonic() - started, 3),
                 **extras,
+                **({"skipped": "non-finite loss"} if bad else {}),
             }
         )
         bar.update(1)
-        bar.set_postfix(loss=f"{train_loss:.4f}")
+        bar.set_postfix(loss="skipped" if bad else f"{train_loss:.4f}")
+        if main and spec.snapshot_every and step % spec.snapshot_every == 0:
+            save_snapshot(ctx.out_dir / "snapshots", step, trainable.state_tensors(),
+                          keep=spec.snapshot_rows, seed=ctx.seed)
 
         at_end = step >= spec.steps
         due_save = not spec.save_every or step % spec.save_every == 0
         if at_end or (spec.eval_every and step % spec.eval_every == 0):
-            metrics = {"train_loss": progress.window_sum / progress.window_steps, **validate()}
+            window = progress.window_sum / progress.window_steps if progress.window_steps else None
+            metrics = {"train_loss": window, **validate()}
             previous = next((r for r in reversed(history.rows) if r.get("kind") == "eval"), None)
             metrics["regime"] = regime(previous, metrics)
             progress.window_sum, progress.window_steps = 0.0, 0
@@ -364,6 +378,8 @@ def train(ctx: PhaseContext, model: torch.nn.Module, trainable: Trainable) -> Lo
     last = ckpt.list_checkpoints(root)
     best = ckpt.best_checkpoint(root)
     last_eval = dict(last_eval, handed_on="last", handed_on_step=progress.step)
+    if spec.skip_nonfinite:
+        last_eval["skipped_batches"] = progress.skipped
     if ctx.hand_on == "best" and best is not None and best != (last_saved or (last[-1] if last else None)):
         from safetensors.torch import load_file
 
@@ -382,6 +398,29 @@ def train(ctx: PhaseContext, model: torch.nn.Module, trainable: Trainable) -> Lo
     )
 
 
+def save_snapshot(folder: Path, step: int, tensors: dict[str, torch.Tensor], *, keep: int = 0,
+                  seed: int = 0) -> Path | None:
+    """Keep the new rows of ``step`` (``snapshot_every``) for ``wake2vec trajectory``: the rows
+    only (all, or the same seeded ``keep`` of them in every snapshot), safetensors, written
+    atomically; phases whose trainable tensors are not rows (LoRA adapters) keep none."""
+    if "input" not in tensors or "ids" not in tensors:
+        return None
+    import torch
+    from safetensors.torch import save_file
+
+    rows = {k: v.detach().cpu() for k, v in tensors.items() if k in ("ids", "input", "output")}
+    count = rows["ids"].shape[0]
+    if 0 < keep < count:
+        chosen = torch.randperm(count, generator=torch.Generator().manual_seed(seed))[:keep].sort().values
+        rows = {k: v[chosen] for k, v in rows.items()}
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"step-{step:07d}.safetensors"
+    tmp = folder / f".{path.name}.tmp"
+    save_file({k: v.contiguous() for k, v in rows.items()}, str(tmp))
+    tmp.replace(path)
+    return path
+
+
 def _check_reload(again: dict[str, Any], path: Path, saved: float) -> None:
     """A restored checkpoint must reproduce the validation loss it was saved with."""
     if abs(again["val_loss"] - saved) > 1e-4 * max(1.0, abs(saved)):
@@ -390,3 +429,23 @@ def _check_reload(again: dict[str, Any], path: Path, saved: float) -> None:
             f"checkpoint was saved at {saved:.6f}; the model it is applied to is not the one it "
             "was trained on"
         )
+
+
+def _nonfinite(name: str, spec: Any, skipped: int, value: float, step: int, micro: int) -> bool:
+    """A non-finite training loss: True (skip the step) while under ``skip_nonfinite``, else
+    stop the phase with :class:`TrainingError` (its checkpoints stay as they are)."""
+    where = f"at step {step + 1} (micro-batch {micro + 1} of {spec.grad_accum})"
+    if skipped < spec.skip_nonfinite:
+        log.warning("phase %s: the training loss became %s %s; skipping the step (%d of at most "
+                    "%d, skip_nonfinite)", name, value, where, skipped + 1, spec.skip_nonfinite)
+        return True
+    if spec.skip_nonfinite:
+        cause = (f"{skipped} steps were skipped already, the cap set by skip_nonfinite = "
+                 f"{spec.skip_nonfinite}")
+    else:
+        cause = "skip_nonfinite is 0 (set it to skip up to N such batches)"
+    raise TrainingError(
+        f"phase {name}: the training loss became {value} {where} and {cause}; the phase stops "
+        f"with its last checkpoint kept; lower the learning rate (now {spec.learning_rate}) or "
+        "check the new rows' initialisation"
+    )

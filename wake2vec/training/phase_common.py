@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from wake2vec.training.loop import LoopOutcome
     from wake2vec.training.rows import RowHandles
 
-ExtraLoss = Callable[[], "tuple[torch.Tensor, dict[str, float]]"]
+ExtraLoss = Callable[[int], "tuple[torch.Tensor, dict[str, float]]"]  # step -> loss, parts
 
 
 def train_new_rows(

@@ -1,0 +1,232 @@
+"""``wake2vec trajectory``: how the new rows moved over training, from the snapshots a run kept.
+
+Snapshots, in order: the rows as injected (``injected_rows.safetensors``), every
+``NN-phase/snapshots/step-*.safetensors`` a phase with ``snapshot_every`` wrote, and each phase's
+final ``new_rows.safetensors``. All hold the new rows by id (safetensors, as ``save_new_rows``
+writes them). The base rows, which no built-in phase changes, come from the final model's
+weights, read tensor by tensor with safetensors (the model is never loaded whole).
+
+Measured per snapshot, on a seeded sample of new tokens: mean and spread of the cosine to the
+injected rows (drift), norm percentiles, and the share of each token's top-k base neighbours that
+are still those it had when injected. Written as ``trajectory.json``, ``trajectory.png`` and an
+animation of the 2-D projection over training, ``trajectory.gif`` (matplotlib's Pillow writer).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from wake2vec.errors import UserInputError
+from wake2vec.rundir import MANIFEST, write_json_atomic
+
+if TYPE_CHECKING:
+    import torch
+
+_STEP = re.compile(r"step-(\d+)\.safetensors$")
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One snapshot of the new rows: where it came from and where it sits on the time axis."""
+
+    label: str
+    phase: str
+    step: int  # step within its phase
+    position: int  # cumulative step over the whole run
+    path: Path
+
+
+def frames(run_dir: Path) -> list[Frame]:
+    """Every snapshot of ``run_dir`` in training order."""
+    manifest = json.loads((run_dir / MANIFEST).read_text(encoding="utf-8"))
+    phases = [p["name"] for p in manifest.get("recipe", {}).get("phases", [])]
+    out = [Frame("injected", "", 0, 0, run_dir / "injected_rows.safetensors")]
+    offset = 0
+    for index, name in enumerate(phases):
+        folder = run_dir / f"{index + 1:02d}-{name}"
+        steps = sorted((int(m.group(1)), p) for p in (folder / "snapshots").glob("step-*.safetensors")
+                       if (m := _STEP.search(p.name)))
+        for step, path in steps:
+            out.append(Frame(f"{name} step {step}", name, step, offset + step, path))
+        total = int((manifest.get("phases", {}).get(name, {}).get("evaluation") or {}).get("steps") or
+                    (steps[-1][0] if steps else 0))
+        if (folder / "new_rows.safetensors").is_file():  # what the phase handed on (its best, maybe)
+            out.append(Frame(f"after {name}", name, total, offset + total, folder / "new_rows.safetensors"))
+        offset += total
+    return [f for f in out if f.path.is_file()]
+
+
+def _rows(path: Path) -> tuple[list[int], torch.Tensor]:
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(path))
+    return tensors["ids"].tolist(), tensors["input"].float()
+
+
+def _ids(path: Path) -> list[int]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as handle:
+        return handle.get_tensor("ids").tolist()
+
+
+def _rows_of(path: Path, ids: list[int]) -> torch.Tensor:
+    """The input rows of ``ids`` in snapshot ``path``, in the order of ``ids``."""
+    frame_ids, rows = _rows(path)
+    position = {t: i for i, t in enumerate(frame_ids)}
+    return rows[[position[t] for t in ids]]
+
+
+def base_rows(run_dir: Path, n_base: int) -> torch.Tensor:
+    """The first ``n_base`` rows of the final model's input embedding, read from its safetensors."""
+    from safetensors import safe_open
+
+    files = sorted((run_dir / "final" / "model").glob("*.safetensors"))
+    for path in files:
+        with safe_open(str(path), "pt") as handle:
+            for key in handle.keys():  # noqa: SIM118 (safe_open has no __iter__)
+                if key.endswith("embed_tokens.weight") or key.endswith("wte.weight"):
+                    return handle.get_slice(key)[:n_base].float()
+    raise UserInputError(f"{run_dir}: final/model holds no input embedding to compare with; "
+                         "trajectory needs the final model (archive with --with-model)")
+
+
+def measure(run_dir: Path, *, sample: int = 2000, k: int = 5, seed: int = 0) -> dict[str, Any]:
+    """The trajectory of ``run_dir`` as JSON-ready data (see the module docstring)."""
+    import torch
+
+    from wake2vec.analysis import nearest_neighbours, row_norms
+
+    found = frames(run_dir)
+    if len(found) < 2:
+        raise UserInputError(f"{run_dir}: fewer than two snapshots of the new rows; run with a phase "
+                             "`snapshot_every` or let at least one phase finish")
+    manifest = json.loads((run_dir / MANIFEST).read_text(encoding="utf-8"))
+    n_base = int(manifest["model"]["tokenizer_entries"])
+    # the tokens every snapshot holds (all new ids, or a phase's snapshot_rows sample), by id
+    common = set.intersection(*(set(_ids(f.path)) for f in found))
+    ids = [t for t in _ids(found[0].path) if t in common]
+    if not ids:
+        raise UserInputError(f"{run_dir}: its snapshots share no token id")
+    generator = torch.Generator().manual_seed(seed)
+    picked = torch.randperm(len(ids), generator=generator)[: min(sample, len(ids))].sort().values
+    ids = [ids[i] for i in picked.tolist()]
+    base = base_rows(run_dir, n_base)
+    start = _rows_of(found[0].path, ids)
+    start_nn = nearest_neighbours(start, base, k)[1]
+    points: list[dict[str, Any]] = []
+    for frame in found:
+        rows = _rows_of(frame.path, ids)
+        cos = torch.nn.functional.cosine_similarity(rows.double(), start.double(), dim=1)
+        norms = row_norms(rows)
+        nn = nearest_neighbours(rows, base, k)[1]
+        overlap = (nn.unsqueeze(2) == start_nn.unsqueeze(1)).any(dim=2).double().mean(dim=1)
+        q = torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64)
+        points.append({
+            "label": frame.label, "phase": frame.phase, "step": frame.step, "position": frame.position,
+            "drift_mean": float(cos.mean()), "drift_p10": float(cos.quantile(0.1)),
+            "norm_mean": float(norms.mean()), "norm_quantiles": [float(v) for v in norms.quantile(q)],
+            "overlap_mean": float(overlap.mean()),
+        })
+    return {"tokens": len(ids), "seed": seed, "k": k, "base_rows": n_base, "snapshots": points,
+            "ids": ids}
+
+
+def _projections(run_dir: Path, data: dict[str, Any], base_sample: int = 600) -> tuple[Any, list[Any]]:
+    """2-D PCA coordinates of a base sample and of the sampled new rows in every snapshot, all
+    in one basis (fitted on the base sample and the last snapshot), so motion is comparable."""
+    import torch
+
+    found = frames(run_dir)
+    base = base_rows(run_dir, data["base_rows"])
+    generator = torch.Generator().manual_seed(data["seed"] + 1)
+    base = base[torch.randperm(base.shape[0], generator=generator)[:base_sample]].double()
+    ids = data["ids"]
+    snaps = [_rows_of(frame.path, ids).double() for frame in found]
+    fit = torch.cat([base, snaps[-1]])
+    mean = fit.mean(dim=0, keepdim=True)
+    _, _, v = torch.linalg.svd(fit - mean, full_matrices=False)
+    axes = v[:2].T
+    return ((base - mean) @ axes).numpy(), [((s - mean) @ axes).numpy() for s in snaps]
+
+
+def write_plots(run_dir: Path, data: dict[str, Any]) -> tuple[Path, Path]:
+    """``trajectory.png`` (drift, norms, overlap against the cumulative step) and ``trajectory.gif``."""
+    import matplotlib
+    from matplotlib.animation import FuncAnimation, PillowWriter
+
+    from wake2vec.figures import BASE, NEW, STYLE, _figure, _png
+
+    snaps = data["snapshots"]
+    x = [s["position"] for s in snaps]
+    with matplotlib.rc_context(STYLE):
+        fig = _figure(12.0, 3.6, left=0.06, right=0.98, top=0.85, bottom=0.17, wspace=0.3)
+        panels = fig.subplots(1, 3)
+        panels[0].plot(x, [s["drift_mean"] for s in snaps], marker="o", color=NEW, label="mean")
+        panels[0].plot(x, [s["drift_p10"] for s in snaps], marker=".", color=NEW, alpha=0.5, label="10th percentile")
+        panels[0].set_title("Cosine to the injected rows")
+        panels[0].legend()
+        for j, name in enumerate(("10th", "median", "90th")):
+            panels[1].plot(x, [s["norm_quantiles"][j] for s in snaps], marker=".", color=NEW,
+                           alpha=(0.45, 1.0, 0.45)[j], label=name)
+        panels[1].set_title("Norms of the new rows")
+        panels[1].legend()
+        panels[2].plot(x, [s["overlap_mean"] for s in snaps], marker="o", color=BASE)
+        panels[2].set_ylim(0, 1.05)
+        panels[2].set_title(f"Top-{data['k']} base neighbours kept since injection")
+        starts = {}
+        for s in snaps:
+            starts.setdefault(s["phase"], s["position"] - s["step"])
+        for ax in panels:
+            ax.set_xlabel("step (all phases)")
+            for phase, pos in starts.items():
+                if phase:
+                    ax.axvline(pos, color="#bbb", linewidth=0.8, linestyle="--")
+        fig.suptitle(f"Trajectory of {data['tokens']} new tokens", fontsize=11, fontweight="bold")
+        png = _png(fig)
+    png_path = run_dir / "trajectory.png"
+    png_path.write_bytes(png)
+
+    base, moving = _projections(run_dir, data)
+    with matplotlib.rc_context(STYLE):
+        fig = _figure(6.0, 6.0, left=0.05, right=0.95, top=0.92, bottom=0.05)
+        ax = fig.add_subplot(1, 1, 1)
+        ax.scatter(base[:, 0], base[:, 1], s=4, c=BASE, alpha=0.35, linewidths=0, label="base")
+        dots = ax.scatter(moving[0][:, 0], moving[0][:, 1], s=6, c=NEW, linewidths=0, label="new")
+        every = [*(m[:, 0] for m in moving), base[:, 0]]
+        ys = [*(m[:, 1] for m in moving), base[:, 1]]
+        import numpy as np
+
+        ax.set_xlim(float(np.min([e.min() for e in every])), float(np.max([e.max() for e in every])))
+        ax.set_ylim(float(np.min([e.min() for e in ys])), float(np.max([e.max() for e in ys])))
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.legend(loc="upper right")
+        title = ax.set_title(snaps[0]["label"])
+
+        def draw(i: int) -> Any:
+            dots.set_offsets(moving[i])
+            title.set_text(f"{snaps[i]['label']} (PCA of base sample and last snapshot)")
+            return dots, title
+
+        animation = FuncAnimation(fig, draw, frames=len(moving), blit=False)
+        gif_path = run_dir / "trajectory.gif"
+        animation.save(str(gif_path), writer=PillowWriter(fps=3))
+    return png_path, gif_path
+
+
+def trajectory(run_dir: Path, *, sample: int = 2000, k: int = 5) -> dict[str, Any]:
+    """Measure, write ``trajectory.json`` and the plots; returns the data."""
+    run_dir = Path(run_dir).expanduser()
+    if not (run_dir / MANIFEST).is_file():
+        raise UserInputError(f"{run_dir} is not a wake2vec run directory (no {MANIFEST})")
+    seed = int(json.loads((run_dir / MANIFEST).read_text(encoding="utf-8")).get("seed", 0))
+    data = measure(run_dir, sample=sample, k=k, seed=seed)
+    png, gif = write_plots(run_dir, data)
+    data["files"] = {"plot": png.name, "animation": gif.name}
+    write_json_atomic(run_dir / "trajectory.json", data)
+    return data
