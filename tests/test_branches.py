@@ -162,3 +162,14 @@ def test_analyze_measures_each_branch_from_its_own_start(cli, two_branches):
     for folder, start in (("02-p2-best", "p1:best"), ("03-p2-last", "p1:last")):
         drift = json.loads((two_branches / folder / "metrics.json").read_text())["analysis"]["drift"]
         assert drift["before"] == start
+
+
+@pytest.mark.slow
+def test_trajectory_places_each_branch_at_its_start(two_branches):
+    from wake2vec.trajectory import frames
+
+    manifest = json.loads((two_branches / "manifest.json").read_text())
+    best = manifest["phases"]["p2-best"]["started_from"]["step"]
+    positions = {f.label: f.position for f in frames(two_branches)}
+    assert positions["after p1"] == 20
+    assert positions["after p2-best"] == best + 4 and positions["after p2-last"] == 20 + 4

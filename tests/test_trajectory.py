@@ -69,3 +69,17 @@ def test_trajectory_follows_every_snapshot_and_writes_plot_and_gif(cli, run_dir)
 def test_trajectory_of_a_non_run_is_a_clear_error(cli, tmp_path):
     result = cli("trajectory", str(tmp_path))
     assert result.exit_code == 2 and "is not a wake2vec run directory" in result.output
+
+
+def test_each_phase_line_starts_where_the_phase_started():
+    from wake2vec.trajectory import segments
+
+    def snap(label, phase, step, position):
+        return {"label": label, "phase": phase, "step": step, "position": position}
+
+    snaps = [snap("injected", "", 0, 0), snap("p1 step 10", "p1", 10, 10), snap("p1 step 20", "p1", 20, 20),
+             snap("after p1", "p1", 20, 20), snap("after a", "a", 5, 15), snap("after b", "b", 5, 25),
+             snap("after c", "c", 5, 25)]
+    # a: from p1:step-10; b: from p1:step-20 (the snapshot, not the handed-on rows); c: after p1
+    parents = {"p1": ("", False), "a": ("p1", True), "b": ("p1", True), "c": ("p1", False)}
+    assert segments(snaps, parents) == [[0, 1, 2, 3], [1, 4], [2, 5], [3, 6]]

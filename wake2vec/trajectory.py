@@ -41,23 +41,73 @@ class Frame:
 
 
 def frames(run_dir: Path) -> list[Frame]:
-    """Every snapshot of ``run_dir`` in training order."""
+    """Every snapshot of ``run_dir``, phase by phase in recipe order. A phase's position on the
+    run's step axis follows the phase it continues: where that one ended, or the step of the
+    checkpoint it started from (``from = "p1:step-40"``), so branches fork from one point."""
+    from wake2vec.recipe.schema import phase_parents
+
     manifest = json.loads((run_dir / MANIFEST).read_text(encoding="utf-8"))
-    phases = [p["name"] for p in manifest.get("recipe", {}).get("phases", [])]
+    specs = [p for p in manifest.get("recipe", {}).get("phases", []) if isinstance(p, dict)]
+    names = [p.get("name") or f"p{i + 1}" for i, p in enumerate(specs)]
+    parents = phase_parents([(n, str(p.get("from") or "best")) for n, p in zip(names, specs, strict=True)])
     out = [Frame("injected", "", 0, 0, run_dir / "injected_rows.safetensors")]
-    offset = 0
-    for index, name in enumerate(phases):
+    starts: list[int] = []
+    ends: list[int] = []
+    for index, name in enumerate(names):
+        record = manifest.get("phases", {}).get(name, {})
+        began = (record.get("started_from") or {}).get("step")
+        parent = parents[index]
+        offset = (0 if parent is None else
+                  starts[parent] + began if isinstance(began, int) else ends[parent])
         folder = run_dir / f"{index + 1:02d}-{name}"
         steps = sorted((int(m.group(1)), p) for p in (folder / "snapshots").glob("step-*.safetensors")
                        if (m := _STEP.search(p.name)))
         for step, path in steps:
             out.append(Frame(f"{name} step {step}", name, step, offset + step, path))
-        total = int((manifest.get("phases", {}).get(name, {}).get("evaluation") or {}).get("steps") or
-                    (steps[-1][0] if steps else 0))
+        total = int((record.get("evaluation") or {}).get("steps") or (steps[-1][0] if steps else 0))
         if (folder / "new_rows.safetensors").is_file():  # what the phase handed on (its best, maybe)
             out.append(Frame(f"after {name}", name, total, offset + total, folder / "new_rows.safetensors"))
-        offset += total
+        starts.append(offset)
+        ends.append(offset + total)
     return [f for f in out if f.path.is_file()]
+
+
+def continues(run_dir: Path) -> dict[str, tuple[str, bool]]:
+    """Per phase, the phase it continues ("" for the first, which continues the injected rows)
+    and whether it started from a named checkpoint of it (``from = "p1:step-40"``)."""
+    from wake2vec.recipe.schema import phase_parents
+
+    manifest = json.loads((run_dir / MANIFEST).read_text(encoding="utf-8"))
+    specs = [p for p in manifest.get("recipe", {}).get("phases", []) if isinstance(p, dict)]
+    names = [p.get("name") or f"p{i + 1}" for i, p in enumerate(specs)]
+    parents = phase_parents([(n, str(p.get("from") or "best")) for n, p in zip(names, specs, strict=True)])
+    return {n: ("" if parent is None else names[parent], ":" in str(p.get("from") or ""))
+            for n, p, parent in zip(names, specs, parents, strict=True)}
+
+
+def segments(snaps: list[dict[str, Any]], parents: dict[str, tuple[str, bool]]) -> list[list[int]]:
+    """Indices of ``snaps`` to join with a line: one run per phase, starting from the point it
+    starts from: the injected rows for the first phase, else its parent's point at the step where
+    it starts (a snapshot there, or the parent's end)."""
+    lines: dict[str, list[int]] = {}
+    for i, s in enumerate(snaps):
+        if s["phase"]:
+            lines.setdefault(s["phase"], []).append(i)
+    out = []
+    for phase, indices in lines.items():
+        parent, named = parents.get(phase, (None, False))
+        first = snaps[indices[0]]
+        start = first["position"] - first["step"]
+        if parent == "":
+            indices = [0, *indices]
+        elif parent in lines:
+            # from a named checkpoint: the snapshot of that step; else what the parent handed on
+            at = [i for i in lines[parent] if snaps[i]["position"] == start
+                  and snaps[i]["label"].startswith("after ") is not named]
+            if at:
+                indices = [at[-1], *indices]
+        out.append(indices)
+    return out
 
 
 def _rows(path: Path) -> tuple[list[int], torch.Tensor]:
@@ -166,16 +216,24 @@ def write_plots(run_dir: Path, data: dict[str, Any]) -> tuple[Path, Path]:
     with matplotlib.rc_context(STYLE):
         fig = _figure(12.0, 3.6, left=0.06, right=0.98, top=0.85, bottom=0.17, wspace=0.3)
         panels = fig.subplots(1, 3)
-        panels[0].plot(x, [s["drift_mean"] for s in snaps], marker="o", color=NEW, label="mean")
-        panels[0].plot(x, [s["drift_p10"] for s in snaps], marker=".", color=NEW, alpha=0.5, label="10th percentile")
+        runs = segments(snaps, continues(run_dir))
+        for n, run in enumerate(runs):  # one line per phase, from the point it continues
+            xs = [x[i] for i in run]
+
+            def label(text: str, n: int = n) -> str | None:
+                return text if n == 0 else None
+
+            panels[0].plot(xs, [snaps[i]["drift_mean"] for i in run], marker="o", color=NEW, label=label("mean"))
+            panels[0].plot(xs, [snaps[i]["drift_p10"] for i in run], marker=".", color=NEW, alpha=0.5,
+                           label=label("10th percentile"))
+            for j, name in enumerate(("10th", "median", "90th")):
+                panels[1].plot(xs, [snaps[i]["norm_quantiles"][j] for i in run], marker=".", color=NEW,
+                               alpha=(0.45, 1.0, 0.45)[j], label=label(name))
+            panels[2].plot(xs, [snaps[i]["overlap_mean"] for i in run], marker="o", color=BASE)
         panels[0].set_title("Cosine to the injected rows")
         panels[0].legend()
-        for j, name in enumerate(("10th", "median", "90th")):
-            panels[1].plot(x, [s["norm_quantiles"][j] for s in snaps], marker=".", color=NEW,
-                           alpha=(0.45, 1.0, 0.45)[j], label=name)
         panels[1].set_title("Norms of the new rows")
         panels[1].legend()
-        panels[2].plot(x, [s["overlap_mean"] for s in snaps], marker="o", color=BASE)
         panels[2].set_ylim(0, 1.05)
         panels[2].set_title(f"Top-{data['k']} base neighbours kept since injection")
         starts = {}
