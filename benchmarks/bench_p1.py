@@ -264,8 +264,10 @@ def child(variant: str, case: dict[str, Any], model_dir: Path, out: Path) -> Non
     out.write_text(json.dumps(found), encoding="utf-8")
 
 
-def spawn(variant: str, case: dict[str, Any], model_dir: Path, out: Path) -> dict[str, Any]:
-    argv = [sys.executable, __file__, "--child", variant, "--case", json.dumps(case),
+def spawn(variant: str, case: dict[str, Any], model_dir: Path, out: Path,
+          script: str = __file__) -> dict[str, Any]:
+    """Run ``script``'s child task ``variant`` in a fresh process; returns the JSON it wrote."""
+    argv = [sys.executable, script, "--child", variant, "--case", json.dumps(case),
             "--model", str(model_dir), "--out", str(out)]
     subprocess.run(argv, check=True)
     return json.loads(out.read_text(encoding="utf-8"))

@@ -31,6 +31,8 @@ BENCHMARKS = {
     "initializers": "bench_initializers.py",
     "analysis": "bench_analysis.py",
     "p1": "bench_p1.py",
+    "p2": "bench_p2.py",
+    "scaling": "bench_scaling.py",
 }
 VERSIONED = ("wake2vec", "torch", "transformers", "tokenizers")
 

@@ -103,3 +103,22 @@ def test_p1_quick_run_agrees_with_the_study_style_baseline(quick_results):
         assert rows[f"throughput: {variant} tokens/s (median step)"]["value"] > 0
     assert rows["efficiency: matrix FLOPs per P1 step"]["value"] > 0
     assert rows["memory: wake2vec-bf16 peak RSS"]["value"] > 10
+
+
+def test_p2_quick_run_times_both_sides_on_the_same_model(quick_results):
+    assert quick_results["benchmarks"]["p2"]["status"] == "ok"
+    rows = _rows(quick_results, "p2")
+    for side in ("peft-trainer", "wake2vec"):
+        assert rows[f"{side}: tokens/s (median step)"]["value"] > 0
+        first, last = (float(x) for x in rows[f"{side}: train loss at the first / last step"]["value"].split(" / "))
+        assert 0 < first < 20 and 0 < last < 20  # a language-model loss near ln(vocabulary), not nan
+    assert rows["wake2vec / plain peft + Trainer tokens/s"]["target"] == ">= 0.95x"
+
+
+def test_scaling_quick_run_grows_with_the_vocabulary(quick_results):
+    rows = _rows(quick_results, "scaling")
+    flops = {m.split(":")[0]: r["value"] for m, r in rows.items() if m.endswith("matrix FLOPs per step")}
+    assert len(flops) >= 2
+    small, large = sorted(flops.values())[0], sorted(flops.values())[-1]
+    assert large > small > 0
+    assert all(r["value"] > 0 for m, r in rows.items() if m.endswith(": step"))
