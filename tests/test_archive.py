@@ -86,6 +86,14 @@ def test_analyze_works_on_an_archive_without_the_final_model(cli, run_dir, tmp_p
     manifest = json.loads((unpacked / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["analyses"][-1] == {"metrics": ["drift", "norms"], "generation": False, "final_model": False}
 
+    # trajectory too: the base rows come from the base model, loaded as the run loaded it
+    result = cli("trajectory", str(unpacked), "--sample", "100")
+    assert result.exit_code == 0, result.output
+    assert cli("trajectory", str(run_dir), "--sample", "100").exit_code == 0
+    redone, original = (json.loads((d / "trajectory.json").read_text()) for d in (unpacked, run_dir))
+    assert [s["label"] for s in redone["snapshots"]] == ["injected", "after p1", "after p2", "after p3"]
+    assert redone["snapshots"] == original["snapshots"]
+
 
 def test_a_damaged_archive_is_refused_and_nothing_is_left(cli, tmp_path):
     good = tmp_path / "run"

@@ -365,3 +365,22 @@ def test_demo_morphemes_have_ten_examples_each():
     assert kinds["prefix"] >= 20 and kinds["suffix"] >= 20 and set(kinds) == {"prefix", "suffix"}
     for _kind, morpheme, *examples in rows[1:]:
         assert len(examples) == 10 and all(morpheme in e for e in examples), morpheme
+
+
+def test_a_bf16_model_on_a_cpu_without_native_bf16_gets_a_note(monkeypatch):
+    import torch
+
+    from wake2vec.modeling import cpu_has_native_bf16, precision_notes
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    emulated = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512bw\n"
+    native = "processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16\n"
+    arm = "processor\t: 0\nFeatures\t: fp asimd bf16 i8mm\n"
+    assert cpu_has_native_bf16(emulated) is False
+    assert cpu_has_native_bf16(native) is True and cpu_has_native_bf16(arm) is True
+    assert cpu_has_native_bf16("") is None  # cannot tell: no note
+    [note] = precision_notes("bfloat16", "none", emulated)
+    assert 'model.dtype = "float32" trains faster' in note
+    assert precision_notes("bfloat16", "none", native) == []
+    assert precision_notes("float32", "none", emulated) == []
+    assert precision_notes("bfloat16", "none", "") == []

@@ -288,6 +288,7 @@ def load_pretrained(
     tied, tie_note = tie_state(model)
     if tie_note:
         notes.append(tie_note)
+    notes += precision_notes(dtype, quantization)
     return LoadedModel(
         model=model,
         tokenizer=tokenizer,
@@ -297,6 +298,37 @@ def load_pretrained(
         lora_targets=tuple(lora_targets),
         notes=notes,
     )
+
+
+def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool | None:
+    """Whether this CPU multiplies bf16 matrices natively (x86 AVX512-BF16 or AMX, Arm BF16), read
+    from ``/proc/cpuinfo``; None where that cannot be told."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return None
+    flags = set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            flags.update(value.split())
+    if not flags:
+        return None
+    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
+
+
+def precision_notes(dtype: str, quantization: str, cpuinfo: str | None = None) -> list[str]:
+    """A note when a bf16 model will train on a CPU that emulates bf16 products (several times
+    slower than fp32 there; ``benchmarks/README.md`` has the measurements)."""
+    import torch
+
+    if dtype != "bfloat16" or quantization != "none" or torch.cuda.is_available():
+        return []
+    if cpu_has_native_bf16(cpuinfo) is not False:
+        return []
+    return ['this CPU has no native bf16 matrix products (no AVX512-BF16 or AMX), so bf16 runs '
+            'emulated and slower than fp32 here; model.dtype = "float32" trains faster on it']
 
 
 def _fix_padding(model: PreTrainedModel, tokenizer) -> list[str]:

@@ -14,6 +14,7 @@ animation of the 2-D projection over training, ``trajectory.gif`` (matplotlib's 
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -131,8 +132,11 @@ def _rows_of(path: Path, ids: list[int]) -> torch.Tensor:
     return rows[[position[t] for t in ids]]
 
 
+@functools.lru_cache(maxsize=1)  # measure and the projection both ask; load a base model once
 def base_rows(run_dir: Path, n_base: int) -> torch.Tensor:
-    """The first ``n_base`` rows of the final model's input embedding, read from its safetensors."""
+    """The first ``n_base`` rows of the final model's input embedding, read tensor by tensor from
+    its safetensors; for a run without ``final/model`` (an archive made without it), the base
+    model's, loaded as the run loaded it (no phase changes the base rows)."""
     from safetensors import safe_open
 
     files = sorted((run_dir / "final" / "model").glob("*.safetensors"))
@@ -141,8 +145,23 @@ def base_rows(run_dir: Path, n_base: int) -> torch.Tensor:
             for key in handle.keys():  # noqa: SIM118 (safe_open has no __iter__)
                 if key.endswith("embed_tokens.weight") or key.endswith("wte.weight"):
                     return handle.get_slice(key)[:n_base].float()
-    raise UserInputError(f"{run_dir}: final/model holds no input embedding to compare with; "
-                         "trajectory needs the final model (archive with --with-model)")
+    import logging
+
+    from wake2vec.recipe import Recipe
+    from wake2vec.registry import get_registry
+    from wake2vec.rundir import cache_root
+    from wake2vec.runner import prepare
+
+    logging.getLogger(__name__).warning(
+        "trajectory: %s has no final/model; loading the base model for the base rows", run_dir)
+    manifest = json.loads((run_dir / MANIFEST).read_text(encoding="utf-8"))
+    try:
+        recipe = Recipe.model_validate(manifest["recipe"])
+        model = prepare(recipe, get_registry(), cache_root()).loaded.model
+    except (OSError, ValueError) as exc:
+        raise UserInputError(f"{run_dir}: no final/model, and the base model cannot be loaded "
+                             f"({exc}); unpack an archive made with --with-model") from exc
+    return model.get_input_embeddings().weight.detach()[:n_base].float().clone()
 
 
 def measure(run_dir: Path, *, sample: int = 2000, k: int = 5, seed: int = 0) -> dict[str, Any]:
