@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -173,3 +175,30 @@ def test_trajectory_places_each_branch_at_its_start(two_branches):
     positions = {f.label: f.position for f in frames(two_branches)}
     assert positions["after p1"] == 20
     assert positions["after p2-best"] == best + 4 and positions["after p2-last"] == 20 + 4
+
+
+@pytest.mark.slow
+def test_a_branch_killed_mid_phase_resumes_to_the_same_result(two_branches, tmp_path):
+    """SIGKILL after p2-last's first checkpoint, then --resume: the completed phases are restored,
+    the branch's model is rebuilt from P1 and training continues to the uninterrupted result."""
+    import os
+
+    from helpers_inputs import plugin_site
+    from safetensors.torch import load_file
+    from test_resume_kill import KILLER
+
+    (tmp_path / "site").mkdir()
+    site = plugin_site(tmp_path / "site", "wake2vec_killer", KILLER)
+    out = tmp_path / "run"
+    env = dict(os.environ, WAKE2VEC_TEST_KILL="checkpoint:p2-last:2",
+               PYTHONPATH=os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH")) if p))
+    killed = subprocess.run([sys.executable, "-m", "wake2vec", "run", str(BRANCHES), "--output-dir", str(out),
+                             *BRANCH_SETTINGS], capture_output=True, text=True, timeout=600, env=env)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert json.loads((out / "manifest.json").read_text())["phases"]["p2-last"]["status"] == "running"
+    run_recipe(BRANCHES, out, *BRANCH_SETTINGS, "--resume")
+    for name in ("final/model/model.safetensors", "02-p2-best/adapter/adapter_model.safetensors",
+                 "03-p2-last/adapter/adapter_model.safetensors", "03-p2-last/new_rows.safetensors"):
+        mine, reference = load_file(str(out / name)), load_file(str(two_branches / name))
+        assert mine.keys() == reference.keys()
+        assert all(torch.equal(mine[k], reference[k]) for k in reference), name
