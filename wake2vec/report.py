@@ -51,10 +51,9 @@ def _thin(rows: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
 
 def parents_of(manifest: dict[str, Any], names: list[str]) -> list[int | None]:
     """Per phase of ``names``, the index of the phase it continues (the recipe's ``from``)."""
-    from wake2vec.recipe.schema import phase_parents
+    from wake2vec.recipe.schema import phase_parents, recipe_phase_starts
 
-    specs = [p for p in dig(manifest, "recipe", "phases") or [] if isinstance(p, dict)]
-    starts = {(p.get("name") or f"p{i + 1}"): str(p.get("from") or "best") for i, p in enumerate(specs)}
+    starts = dict(recipe_phase_starts(manifest.get("recipe") or {}))
     return phase_parents([(n, starts.get(n, "best")) for n in names])
 
 
@@ -116,8 +115,7 @@ def branch_groups(phases: list[dict[str, Any]], parents: list[int | None],
             began = record.get("started_from") or {}
             start_step = began.get("step", dig(phases[parent], "record", "evaluation", "handed_on_step"))
             # the parent's evaluation at the step the branch starts from: the branch's step 0
-            at = dict(zip(series[parent]["eval"]["step"], range(len(series[parent]["eval"]["step"])),
-                          strict=True)).get(start_step)
+            at = {s: j for j, s in enumerate(series[parent]["eval"]["step"])}.get(start_step)
             start = {k: (v[at] if at is not None else None) for k, v in series[parent]["eval"].items()}
             start_val = began.get("val_loss", start["val_loss"])
             curve = series[i]["eval"]

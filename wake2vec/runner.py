@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import gc
-import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from wake2vec.recipe.preflight import check_inputs, check_prepared
 from wake2vec.recipe.schema import lineage
 from wake2vec.registry import Registry, get_registry
 from wake2vec.rundir import RunDir, now, setup_logging, write_json_atomic
+from wake2vec.seeding import derived_seed
 
 INJECTED_ROWS = "injected_rows.safetensors"  # the new rows as initialised, before any phase
 METRICS_SCHEMA = 1  # NN-phase/metrics.json layout (docs/metrics.md); bumped on incompatible change
@@ -252,9 +252,6 @@ def _run_steps(recipe: Recipe, run: RunDir, info: RunInfo, registry: Registry, h
     for index, spec in enumerate(recipe.phases):
         phase_dir = run.phase_dir(index, spec.name)
         record = run.phase_record(spec.name)
-        # a phase's set-up draws (LoRA's initial weights) from the global RNG: seed it per phase,
-        # so a phase begun in a fresh process (a resume) starts where an uninterrupted run does
-        set_seed(phase_seed(seed, index))
         if index and parents[index] != index - 1:  # a branch: the model as its parent left it
             log.info("phase %s branches from phase %s: rebuilding the model as that phase left it",
                      spec.name, recipe.phases[parents[index]].name)
@@ -268,7 +265,9 @@ def _run_steps(recipe: Recipe, run: RunDir, info: RunInfo, registry: Registry, h
             if main and ":" not in spec.start_from:
                 snapshot = _snapshot(model, f"after-{recipe.phases[parents[index]].name}",
                                      len(base_tokenizer), new_ids)
-            set_seed(phase_seed(seed, index))
+        # a phase's set-up draws (LoRA's initial weights) from the global RNG: seed it per phase,
+        # so a phase begun in a fresh process (a resume) starts where an uninterrupted run does
+        set_seed(phase_seed(seed, index))
         strategy = registry.create("phase", spec.strategy, spec.params)
         ctx = context(index, model)
         rows_file = phase_dir / "new_rows.safetensors"
@@ -324,8 +323,7 @@ def _run_steps(recipe: Recipe, run: RunDir, info: RunInfo, registry: Registry, h
 
 def phase_seed(seed: int, index: int) -> int:
     """The seed of the global RNG at the start of phase ``index``."""
-    digest = hashlib.sha256(f"wake2vec-phase-{seed}-{index}".encode()).digest()
-    return int.from_bytes(digest[:4], "little")
+    return derived_seed(f"wake2vec-phase-{seed}-{index}") % 2**32  # numpy's seeds are 32-bit
 
 
 def _hand_on(recipe: Recipe, index: int) -> str:

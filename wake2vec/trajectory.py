@@ -14,7 +14,6 @@ animation of the 2-D projection over training, ``trajectory.gif`` (matplotlib's 
 
 from __future__ import annotations
 
-import functools
 import json
 import re
 from dataclasses import dataclass
@@ -41,16 +40,16 @@ class Frame:
     path: Path
 
 
-def frames(run_dir: Path) -> list[Frame]:
+def frames(run_dir: Path, manifest: dict[str, Any] | None = None) -> list[Frame]:
     """Every snapshot of ``run_dir``, phase by phase in recipe order. A phase's position on the
     run's step axis follows the phase it continues: where that one ended, or the step of the
     checkpoint it started from (``from = "p1:step-40"``), so branches fork from one point."""
-    from wake2vec.recipe.schema import phase_parents
+    from wake2vec.recipe.schema import phase_parents, recipe_phase_starts
 
-    manifest = json.loads((run_dir / MANIFEST).read_text(encoding="utf-8"))
-    specs = [p for p in manifest.get("recipe", {}).get("phases", []) if isinstance(p, dict)]
-    names = [p.get("name") or f"p{i + 1}" for i, p in enumerate(specs)]
-    parents = phase_parents([(n, str(p.get("from") or "best")) for n, p in zip(names, specs, strict=True)])
+    manifest = manifest if manifest is not None else _manifest(run_dir)
+    pairs = recipe_phase_starts(manifest.get("recipe", {}))
+    names = [name for name, _ in pairs]
+    parents = phase_parents(pairs)
     out = [Frame("injected", "", 0, 0, run_dir / "injected_rows.safetensors")]
     starts: list[int] = []
     ends: list[int] = []
@@ -73,17 +72,15 @@ def frames(run_dir: Path) -> list[Frame]:
     return [f for f in out if f.path.is_file()]
 
 
-def continues(run_dir: Path) -> dict[str, tuple[str, bool]]:
+def continues(manifest: dict[str, Any]) -> dict[str, tuple[str, bool]]:
     """Per phase, the phase it continues ("" for the first, which continues the injected rows)
     and whether it started from a named checkpoint of it (``from = "p1:step-40"``)."""
-    from wake2vec.recipe.schema import phase_parents
+    from wake2vec.recipe.schema import phase_parents, recipe_phase_starts
 
-    manifest = json.loads((run_dir / MANIFEST).read_text(encoding="utf-8"))
-    specs = [p for p in manifest.get("recipe", {}).get("phases", []) if isinstance(p, dict)]
-    names = [p.get("name") or f"p{i + 1}" for i, p in enumerate(specs)]
-    parents = phase_parents([(n, str(p.get("from") or "best")) for n, p in zip(names, specs, strict=True)])
-    return {n: ("" if parent is None else names[parent], ":" in str(p.get("from") or ""))
-            for n, p, parent in zip(names, specs, parents, strict=True)}
+    pairs = recipe_phase_starts(manifest.get("recipe", {}))
+    parents = phase_parents(pairs)
+    return {name: ("" if parent is None else pairs[parent][0], ":" in start)
+            for (name, start), parent in zip(pairs, parents, strict=True)}
 
 
 def segments(snaps: list[dict[str, Any]], parents: dict[str, tuple[str, bool]]) -> list[list[int]]:
@@ -118,6 +115,10 @@ def _rows(path: Path) -> tuple[list[int], torch.Tensor]:
     return tensors["ids"].tolist(), tensors["input"].float()
 
 
+def _manifest(run_dir: Path) -> dict[str, Any]:
+    return json.loads((run_dir / MANIFEST).read_text(encoding="utf-8"))
+
+
 def _ids(path: Path) -> list[int]:
     from safetensors import safe_open
 
@@ -132,7 +133,6 @@ def _rows_of(path: Path, ids: list[int]) -> torch.Tensor:
     return rows[[position[t] for t in ids]]
 
 
-@functools.lru_cache(maxsize=1)  # measure and the projection both ask; load a base model once
 def base_rows(run_dir: Path, n_base: int) -> torch.Tensor:
     """The first ``n_base`` rows of the final model's input embedding, read tensor by tensor from
     its safetensors; for a run without ``final/model`` (an archive made without it), the base
@@ -154,9 +154,8 @@ def base_rows(run_dir: Path, n_base: int) -> torch.Tensor:
 
     logging.getLogger(__name__).warning(
         "trajectory: %s has no final/model; loading the base model for the base rows", run_dir)
-    manifest = json.loads((run_dir / MANIFEST).read_text(encoding="utf-8"))
     try:
-        recipe = Recipe.model_validate(manifest["recipe"])
+        recipe = Recipe.model_validate(_manifest(run_dir)["recipe"])
         model = prepare(recipe, get_registry(), cache_root()).loaded.model
     except (OSError, ValueError) as exc:
         raise UserInputError(f"{run_dir}: no final/model, and the base model cannot be loaded "
@@ -164,58 +163,54 @@ def base_rows(run_dir: Path, n_base: int) -> torch.Tensor:
     return model.get_input_embeddings().weight.detach()[:n_base].float().clone()
 
 
-def measure(run_dir: Path, *, sample: int = 2000, k: int = 5, seed: int = 0) -> dict[str, Any]:
-    """The trajectory of ``run_dir`` as JSON-ready data (see the module docstring)."""
+def followed_ids(found: list[Frame], sample: int, seed: int) -> list[int]:
+    """A seeded sample of at most ``sample`` of the token ids every snapshot holds (all new ids,
+    or a phase's ``snapshot_rows`` sample), in the injected rows' order."""
+    import torch
+
+    common = set.intersection(*(set(_ids(f.path)) for f in found))
+    ids = [t for t in _ids(found[0].path) if t in common]
+    generator = torch.Generator().manual_seed(seed)
+    picked = torch.randperm(len(ids), generator=generator)[: min(sample, len(ids))].sort().values
+    return [ids[i] for i in picked.tolist()]
+
+
+def measure(found: list[Frame], rows: list[torch.Tensor], base: torch.Tensor, ids: list[int], *,
+            k: int, seed: int) -> dict[str, Any]:
+    """The trajectory as JSON-ready data (see the module docstring): ``rows[i]`` holds the rows of
+    ``ids`` in snapshot ``found[i]``; ``base`` the base rows."""
     import torch
 
     from wake2vec.analysis import nearest_neighbours, row_norms
 
-    found = frames(run_dir)
-    if len(found) < 2:
-        raise UserInputError(f"{run_dir}: fewer than two snapshots of the new rows; run with a phase "
-                             "`snapshot_every` or let at least one phase finish")
-    manifest = json.loads((run_dir / MANIFEST).read_text(encoding="utf-8"))
-    n_base = int(manifest["model"]["tokenizer_entries"])
-    # the tokens every snapshot holds (all new ids, or a phase's snapshot_rows sample), by id
-    common = set.intersection(*(set(_ids(f.path)) for f in found))
-    ids = [t for t in _ids(found[0].path) if t in common]
-    if not ids:
-        raise UserInputError(f"{run_dir}: its snapshots share no token id")
-    generator = torch.Generator().manual_seed(seed)
-    picked = torch.randperm(len(ids), generator=generator)[: min(sample, len(ids))].sort().values
-    ids = [ids[i] for i in picked.tolist()]
-    base = base_rows(run_dir, n_base)
-    start = _rows_of(found[0].path, ids)
+    start = rows[0]
     start_nn = nearest_neighbours(start, base, k)[1]
+    q = torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64)
     points: list[dict[str, Any]] = []
-    for frame in found:
-        rows = _rows_of(frame.path, ids)
-        cos = torch.nn.functional.cosine_similarity(rows.double(), start.double(), dim=1)
-        norms = row_norms(rows)
-        nn = nearest_neighbours(rows, base, k)[1]
+    for frame, now in zip(found, rows, strict=True):
+        cos = torch.nn.functional.cosine_similarity(now.double(), start.double(), dim=1)
+        norms = row_norms(now)
+        nn = nearest_neighbours(now, base, k)[1]
         overlap = (nn.unsqueeze(2) == start_nn.unsqueeze(1)).any(dim=2).double().mean(dim=1)
-        q = torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64)
         points.append({
             "label": frame.label, "phase": frame.phase, "step": frame.step, "position": frame.position,
             "drift_mean": float(cos.mean()), "drift_p10": float(cos.quantile(0.1)),
             "norm_mean": float(norms.mean()), "norm_quantiles": [float(v) for v in norms.quantile(q)],
             "overlap_mean": float(overlap.mean()),
         })
-    return {"tokens": len(ids), "seed": seed, "k": k, "base_rows": n_base, "snapshots": points,
-            "ids": ids}
+    return {"tokens": len(ids), "seed": seed, "k": k, "base_rows": int(base.shape[0]),
+            "snapshots": points, "ids": ids}
 
 
-def _projections(run_dir: Path, data: dict[str, Any], base_sample: int = 600) -> tuple[Any, list[Any]]:
-    """2-D PCA coordinates of a base sample and of the sampled new rows in every snapshot, all
-    in one basis (fitted on the base sample and the last snapshot), so motion is comparable."""
+def _projections(base: torch.Tensor, rows: list[torch.Tensor], seed: int,
+                 base_sample: int = 600) -> tuple[Any, list[Any]]:
+    """2-D PCA coordinates of a base sample and of the followed rows in every snapshot, all in
+    one basis (fitted on the base sample and the last snapshot), so motion is comparable."""
     import torch
 
-    found = frames(run_dir)
-    base = base_rows(run_dir, data["base_rows"])
-    generator = torch.Generator().manual_seed(data["seed"] + 1)
+    generator = torch.Generator().manual_seed(seed + 1)
     base = base[torch.randperm(base.shape[0], generator=generator)[:base_sample]].double()
-    ids = data["ids"]
-    snaps = [_rows_of(frame.path, ids).double() for frame in found]
+    snaps = [r.double() for r in rows]
     fit = torch.cat([base, snaps[-1]])
     mean = fit.mean(dim=0, keepdim=True)
     _, _, v = torch.linalg.svd(fit - mean, full_matrices=False)
@@ -223,8 +218,11 @@ def _projections(run_dir: Path, data: dict[str, Any], base_sample: int = 600) ->
     return ((base - mean) @ axes).numpy(), [((s - mean) @ axes).numpy() for s in snaps]
 
 
-def write_plots(run_dir: Path, data: dict[str, Any]) -> tuple[Path, Path]:
-    """``trajectory.png`` (drift, norms, overlap against the cumulative step) and ``trajectory.gif``."""
+def write_plots(run_dir: Path, data: dict[str, Any], lines: list[list[int]],
+                projection: tuple[Any, list[Any]]) -> tuple[Path, Path]:
+    """``trajectory.png`` (drift, norms, overlap against the cumulative step, one line per entry
+    of ``lines``: indices of ``data["snapshots"]``) and ``trajectory.gif`` (``projection``: the
+    base sample's and each snapshot's 2-D coordinates)."""
     import matplotlib
     from matplotlib.animation import FuncAnimation, PillowWriter
 
@@ -235,8 +233,7 @@ def write_plots(run_dir: Path, data: dict[str, Any]) -> tuple[Path, Path]:
     with matplotlib.rc_context(STYLE):
         fig = _figure(12.0, 3.6, left=0.06, right=0.98, top=0.85, bottom=0.17, wspace=0.3)
         panels = fig.subplots(1, 3)
-        runs = segments(snaps, continues(run_dir))
-        for n, run in enumerate(runs):  # one line per phase, from the point it continues
+        for n, run in enumerate(lines):  # one line per phase, from the point it continues
             xs = [x[i] for i in run]
 
             def label(text: str, n: int = n) -> str | None:
@@ -268,7 +265,7 @@ def write_plots(run_dir: Path, data: dict[str, Any]) -> tuple[Path, Path]:
     png_path = run_dir / "trajectory.png"
     png_path.write_bytes(png)
 
-    base, moving = _projections(run_dir, data)
+    base, moving = projection
     with matplotlib.rc_context(STYLE):
         fig = _figure(6.0, 6.0, left=0.05, right=0.95, top=0.92, bottom=0.05)
         ax = fig.add_subplot(1, 1, 1)
@@ -301,9 +298,20 @@ def trajectory(run_dir: Path, *, sample: int = 2000, k: int = 5) -> dict[str, An
     run_dir = Path(run_dir).expanduser()
     if not (run_dir / MANIFEST).is_file():
         raise UserInputError(f"{run_dir} is not a wake2vec run directory (no {MANIFEST})")
-    seed = int(json.loads((run_dir / MANIFEST).read_text(encoding="utf-8")).get("seed", 0))
-    data = measure(run_dir, sample=sample, k=k, seed=seed)
-    png, gif = write_plots(run_dir, data)
+    manifest = _manifest(run_dir)
+    seed = int(manifest.get("seed", 0))
+    found = frames(run_dir, manifest)
+    if len(found) < 2:
+        raise UserInputError(f"{run_dir}: fewer than two snapshots of the new rows; run with a phase "
+                             "`snapshot_every` or let at least one phase finish")
+    ids = followed_ids(found, sample, seed)
+    if not ids:
+        raise UserInputError(f"{run_dir}: its snapshots share no token id")
+    rows = [_rows_of(f.path, ids) for f in found]  # each snapshot read once
+    base = base_rows(run_dir, int(manifest["model"]["tokenizer_entries"]))
+    data = measure(found, rows, base, ids, k=k, seed=seed)
+    lines = segments(data["snapshots"], continues(manifest))
+    png, gif = write_plots(run_dir, data, lines, _projections(base, rows, seed))
     data["files"] = {"plot": png.name, "animation": gif.name}
     write_json_atomic(run_dir / "trajectory.json", data)
     return data

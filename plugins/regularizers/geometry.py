@@ -142,12 +142,11 @@ class _Sampled(Regularizer):
     step (no generator state to carry across a resume)."""
 
     def _generator(self, ctx: RegularizerContext) -> torch.Generator:
-        import hashlib
-
         import torch
 
-        digest = hashlib.sha256(f"wake2vec-{self.name}-{self.params.seed}-{ctx.step}".encode()).digest()
-        return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+        from wake2vec.seeding import derived_seed
+
+        return torch.Generator().manual_seed(derived_seed(f"wake2vec-{self.name}-{self.params.seed}-{ctx.step}"))
 
 
 class Morpheme(Regularizer):

@@ -242,6 +242,13 @@ def phase_parents(phases: list[tuple[str, str]]) -> list[int | None]:
             for i, (_, start) in enumerate(phases)]
 
 
+def recipe_phase_starts(recipe: dict[str, Any]) -> list[tuple[str, str]]:
+    """``(name, from)`` of each phase of a recipe as a dict (a manifest's ``recipe``), with the
+    defaults the schema fills in (name ``p<n>``, from ``best``)."""
+    specs = [p for p in recipe.get("phases") or [] if isinstance(p, dict)]
+    return [(p.get("name") or f"p{i + 1}", str(p.get("from") or "best")) for i, p in enumerate(specs)]
+
+
 def lineage(parents: list[int | None], index: int) -> list[int]:
     """The phases whose results the model of phase ``index`` is built on, first to last
     (``index`` itself included)."""

@@ -14,7 +14,6 @@ process writes history and checkpoints.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wake2vec.errors import TrainingError
+from wake2vec.seeding import derived_seed
 from wake2vec.training import checkpoint as ckpt
 from wake2vec.training.evaluate import evaluate, regime, token_nll
 
@@ -76,8 +76,7 @@ class BatchOrder:
         import torch
 
         if epoch not in self._cache:
-            digest = hashlib.sha256(f"wake2vec-order-{self.seed}-{epoch}".encode()).digest()
-            generator = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+            generator = torch.Generator().manual_seed(derived_seed(f"wake2vec-order-{self.seed}-{epoch}"))
             if len(self._cache) > 1:  # keep this pass and the one before
                 self._cache.pop(min(self._cache))
             self._cache[epoch] = torch.randperm(self.n, generator=generator)
@@ -289,6 +288,7 @@ def train(ctx: PhaseContext, model: torch.nn.Module, trainable: Trainable) -> Lo
         disable=not (main and sys.stderr.isatty()),
         dynamic_ncols=True,
     )
+    snapshots = main and spec.snapshot_every > 0
     while progress.step < spec.steps and not stopped_early:
         step = progress.step
         nll_total, grad_norm, learning_rate = 0.0, None, None
@@ -348,9 +348,10 @@ def train(ctx: PhaseContext, model: torch.nn.Module, trainable: Trainable) -> Lo
         )
         bar.update(1)
         bar.set_postfix(loss="skipped" if bad else f"{train_loss:.4f}")
-        if main and spec.snapshot_every and step % spec.snapshot_every == 0:
-            save_snapshot(ctx.out_dir / "snapshots", step, trainable.state_tensors(),
-                          keep=spec.snapshot_rows, seed=ctx.seed)
+        if snapshots and step % spec.snapshot_every == 0:
+            # a phase whose trainable tensors are not rows keeps none: stop asking after the first
+            snapshots = save_snapshot(ctx.out_dir / "snapshots", step, trainable.state_tensors(),
+                                      keep=spec.snapshot_rows, seed=ctx.seed) is not None
 
         at_end = step >= spec.steps
         due_save = not spec.save_every or step % spec.save_every == 0
