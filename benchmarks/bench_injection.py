@@ -5,7 +5,6 @@ under 10 s; spurious hits 0; round trip exact."""
 
 from __future__ import annotations
 
-import random
 import sys
 import tempfile
 from pathlib import Path
@@ -18,7 +17,6 @@ from common import (  # noqa: E402
     TOKENIZERS,
     Report,
     english_text,
-    english_words,
     parse_args,
     timer,
 )
@@ -31,58 +29,14 @@ FULL = {
 }
 QUICK = {"vocab": {"spm": 1200, "byte-level": 1200}, "train_chars": 60_000, "text_bytes": 30_000}
 QUICK_WORDS = 400
-LEXICON_SHARE = 0.6  # share of the words in the report text that come from the lexicon
-
-# How a lexicon word is placed: (text before it, text after it). A leading "" puts it at the
-# start of a line; " " after an ordinary word; the others after punctuation or a quote.
-_BEFORE = [" ", " ", " ", " ", "(", '"', "'", "-- ", "[", " \u201c"]
-_AFTER = ["", "", "", ",", ".", ";", ":", "!", "?", '"', ")", "'s", "-"]
-# After a word's guaranteed placements only punctuation that no lexicon entry continues with
-# (the lexicon holds "willingdone's", which would hide "willingdone" followed by "'s").
-_PLAIN_AFTER = _AFTER[:11]
 
 
 def mixed_text(lexicon: list[str], target_bytes: int, seed: int = 1) -> str:
-    """Lines mixing ordinary English words and lexicon words. Every lexicon word appears once
-    after a space and once at a line start or after punctuation/a quote (while the size allows),
-    followed by a space or plain punctuation, then the rest of the text draws words at random
-    (also followed by "'s" or "-"). Lexicon words are 60% of the words."""
-    rng = random.Random(seed)
-    words, cumulative = english_words(20000)
-    order = lexicon[:]
-    rng.shuffle(order)
-    guaranteed = [(w, "space") for w in order] + [(w, "bare") for w in order]
-    rng.shuffle(guaranteed)
-    lines: list[str] = []
-    size = 0
-    queue = iter(guaranteed)
+    """Lines mixing ordinary English words and lexicon words (``wake2vec.testing.lexicon_text``):
+    every lexicon word once after a space and once bare; lexicon words are 60% of the words."""
+    from wake2vec.testing import lexicon_text
 
-    def next_word() -> tuple[str, str, list[str]]:
-        item = next(queue, None)
-        if item is not None:
-            return *item, _PLAIN_AFTER
-        return rng.choice(lexicon), rng.choice(["space", "bare"]), _AFTER
-
-    while size < target_bytes:
-        parts: list[str] = []
-        for position in range(rng.randint(6, 16)):
-            if rng.random() < LEXICON_SHARE:
-                word, form, after = next_word()
-                if form == "bare":
-                    before = "" if position == 0 else " " + rng.choice(_BEFORE[4:]).strip()
-                else:
-                    before = "" if position == 0 else " "
-                    if position == 0:  # a space form needs a word before it
-                        parts.append(rng.choices(words, cum_weights=cumulative)[0])
-                        before = " "
-                parts.append(before + word + rng.choice(after))
-            else:
-                word = rng.choices(words, cum_weights=cumulative)[0]
-                parts.append(("" if position == 0 else " ") + word + rng.choice(_AFTER[:6]))
-        line = "".join(parts)
-        lines.append(line)
-        size += len(line.encode("utf-8")) + 1
-    return "\n".join(lines) + "\n"
+    return lexicon_text(lexicon, target_bytes, seed)
 
 
 def bench_tokenizer(
@@ -115,8 +69,8 @@ def bench_tokenizer(
     coverage = result["coverage"]
     report.add(f"{kind}: coverage", coverage if coverage is None else round(coverage, 6))
     report.add(f"{kind}: lexicon occurrences in text", result["occurrences"]["total"])
-    dead = result["dead_tokens"]["count"]  # every form is placed in the text: none may be dead
-    report.add(f"{kind}: dead tokens", dead, "", "== 0", dead == 0)
+    dead = result["dead_tokens"]["count"]  # every word is placed in the text: none may be dead
+    report.add(f"{kind}: dead words", dead, "", "== 0", dead == 0)
     report.add(f"{kind}: token ratio after/before", round(result["token_ratio"], 4))
     report.details[kind] = {
         "vocab_size": len(base),

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import resource
 import sys
 import time
@@ -113,48 +112,8 @@ def cpu_facts() -> dict[str, Any]:
 # --------------------------------------------------------------------------- English-like text
 
 
-def english_words(count: int) -> tuple[list[str], list[float]]:
-    """The ``count`` most frequent English words (wordfreq) and their cumulative frequencies
-    (``random.choices(words, cum_weights=...)``)."""
-    from itertools import accumulate
-
-    from wordfreq import top_n_list, word_frequency
-
-    words = [w for w in top_n_list("en", count) if w.isalpha()]
-    return words, list(accumulate(word_frequency(w, "en") for w in words))
-
-
-_PUNCT = [",", ",", ",", ";", ":", " --", ""]
-
-
-def english_sentence(rng: random.Random, words: list[str], cumulative: list[float]) -> str:
-    """A sentence of 6-18 frequency-weighted words with some punctuation, capitalised."""
-    picked = rng.choices(words, cum_weights=cumulative, k=rng.randint(6, 18))
-    out = []
-    for n, w in enumerate(picked):
-        out.append(w)
-        if n + 1 < len(picked) and rng.random() < 0.08:
-            out[-1] += rng.choice(_PUNCT)
-    text = " ".join(out)
-    return text[0].upper() + text[1:] + rng.choice(".....?!")
-
-
-def english_text(chars: int, seed: int = 0, vocabulary: int = 30000) -> str:
-    """About ``chars`` characters of English-like prose (frequency-weighted words, sentences,
-    paragraphs, quotes), for training tokenizers."""
-    rng = random.Random(seed)
-    words, cumulative = english_words(vocabulary)
-    lines, size = [], 0
-    while size < chars:
-        para = " ".join(english_sentence(rng, words, cumulative) for _ in range(rng.randint(2, 6)))
-        if rng.random() < 0.2:
-            para = f'"{para}" {rng.choice(["she said", "he asked", "they answered"])}.'
-        lines.append(para)
-        size += len(para) + 1
-    return "\n".join(lines) + "\n"
-
-
-# --------------------------------------------------------------------------- tokenizers
+# English-like text: wake2vec.testing (shared with the tests)
+from wake2vec.testing import english_text  # noqa: E402,F401
 
 
 def _vocab_and_merges(tokenizer: Any) -> tuple[dict[str, int], list[tuple[str, str]]]:

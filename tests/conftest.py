@@ -42,6 +42,30 @@ def _shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         os.environ["WAKE2VEC_CACHE"] = old
 
 
+def need_asset(fetch, *args):
+    """What ``fetch(*args)`` returns (a real tokenizer folder, the SmolLM2 GGUF); when it
+    cannot be had the test skips with the reason, or fails where ``WAKE2VEC_REQUIRE_ASSETS=1``
+    (CI: a skip there would hide exactly the defects real files find)."""
+    import os
+
+    from wake2vec.testing import REQUIRE_ENV, AssetUnavailable
+
+    try:
+        return fetch(*args)
+    except AssetUnavailable as exc:
+        if os.environ.get(REQUIRE_ENV) == "1":
+            pytest.fail(f"{exc} ({REQUIRE_ENV}=1: real assets are required)")
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def real_tokenizer():
+    """``real_tokenizer("llama2")``: the folder of a studied model's own tokenizer files."""
+    from wake2vec.testing import real_tokenizer_dir
+
+    return lambda name: need_asset(real_tokenizer_dir, name)
+
+
 @pytest.fixture
 def cli():
     """Invoke the wake2vec CLI in-process; returns the click Result."""

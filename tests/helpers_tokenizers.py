@@ -99,6 +99,22 @@ BUILDERS = {
 }
 
 
+# studied models' own tokenizer files (wake2vec.testing fetches them): "llama2" loads as a run
+# loads it (transformers 5 rebuilds it with a Metaspace pre-tokenizer), "llama2-legacy" exactly
+# as the hub file is written (Prepend + Replace normalizer, no pre-tokenizer)
+REAL_KINDS = {"llama2": "llama2", "llama2-legacy": "llama2", "qwen3": "qwen3",
+              "gemma2": "gemma2", "llama3_2": "llama3_2", "gpt2": "gpt2"}
+
+
+def load_real_tokenizer(kind: str, folder: Path):
+    """The real tokenizer of ``kind`` (a key of ``REAL_KINDS``) from its fetched ``folder``."""
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    if kind.endswith("-legacy"):
+        return PreTrainedTokenizerFast.from_pretrained(folder)
+    return AutoTokenizer.from_pretrained(folder)
+
+
 def build_tokenizer(kind: str, directory: Path):
     """``kind`` is one of ``BUILDERS``: ``"spm"``, ``"byte-level"``, ``"gemma-style"``, ``"qwen2-style"``."""
     return BUILDERS[kind](Path(directory))

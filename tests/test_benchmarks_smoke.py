@@ -56,7 +56,7 @@ def test_injection_quick_run_has_no_spurious_hits_and_round_trips(quick_results)
         assert rows[f"{kind}: spurious hits"]["value"] == 0
         assert rows[f"{kind}: round trip exact"]["value"] is True
         assert rows[f"{kind}: coverage"]["value"] == 1.0
-        assert rows[f"{kind}: dead tokens"]["value"] == 0
+        assert rows[f"{kind}: dead words"]["value"] == 0
         assert rows[f"{kind}: words added"]["value"] > 0
 
 

@@ -115,7 +115,8 @@ def test_pieces_are_listed_and_counted_where_they_fire(injected):
     assert report["bpe_pieces"]["count"] == len(pieces)
     assert report["bpe_pieces"]["produced"] == 1  # "brina", an intermediate of "brinabride"
     assert report["segmentation_changes"]["items"][0]["word"] == "brinax"
-    assert report["dead_tokens"]["count"] == report["added"]["ids"]  # no lexicon word occurs
+    assert report["dead_tokens"]["count"] == report["added"]["count"]  # no lexicon word occurs
+    assert report["dead_tokens"]["ids"] == report["added"]["ids"]
 
 
 def test_ids_are_contiguous_after_the_vocabulary_and_added_tokens(injected):

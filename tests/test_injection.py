@@ -6,13 +6,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers_tokenizers import ENGLISH, build_tokenizer
+from helpers_tokenizers import (
+    ENGLISH,
+    REAL_KINDS,
+    build_tokenizer,
+    load_real_tokenizer,
+)
 from wake2vec_plugins.injectors.whole_word import MARKER, WholeWord
 
 from wake2vec.errors import TrainingError
 from wake2vec.injection import apply_injection, verify_injection, whole_word_occurrences
 
-KINDS = ["spm", "byte-level", "gemma-style", "qwen2-style"]
+# the studied models' own tokenizers, and one trained here for a layout no real file has
+# (Metaspace splitting at every space, prefix on the first piece)
+KINDS = [*REAL_KINDS, "spm"]
 LEXICON = [
     "riverrun",
     "générations",
@@ -30,8 +37,11 @@ SHARED_LEXICON = Path(__file__).resolve().parents[2] / "shared" / "data" / "wake
 
 
 @pytest.fixture(scope="module", params=KINDS)
-def kind_and_tokenizer(request, tmp_path_factory):
-    return request.param, build_tokenizer(request.param, tmp_path_factory.mktemp(request.param))
+def kind_and_tokenizer(request, tmp_path_factory, real_tokenizer):
+    kind = request.param
+    if kind in REAL_KINDS:
+        return kind, load_real_tokenizer(kind, real_tokenizer(REAL_KINDS[kind]))
+    return kind, build_tokenizer(kind, tmp_path_factory.mktemp(kind))
 
 
 @pytest.fixture(scope="module")
@@ -92,8 +102,10 @@ def test_two_forms_per_word_both_live(injected):
         at_start = new_ids_in(injection, encode(tok, word + " x"))
         after_space = new_ids_in(injection, encode(tok, "x " + word))
         assert forms[at_start[0]] == "bare" and forms[after_space[0]] == "space"
-        # a lone space form decodes as a lone base word-initial token does (Llama strips the space)
-        lone = " " + word if base.decode(encode(base, " the")) == " the" else word
+        # a lone space form decodes as a lone word-initial base token does in the injected
+        # tokenizer (Llama's decoder strips a text's leading space; the legacy hub file would
+        # have encoded that space as a "▁" of its own)
+        lone = " " + word if tok.decode(encode(tok, " the")) == " the" else word
         assert tok.decode(at_start) == word and tok.decode(after_space) == lone
         assert tok.decode(encode(tok, "x " + word)) == "x " + word
     added = tok.backend_tokenizer.get_added_tokens_decoder()
@@ -196,10 +208,13 @@ def test_report_counts_coverage_spurious_dead_and_round_trip(injected):
     assert report["occurrences"]["total"] == 4 and report["coverage"] == 1.0
     assert report["spurious_hits"]["count"] == 0
     assert report["round_trip"]["exact"] and report["round_trip"]["differing_chars"] == 0
-    # riverrun/générations bare, earwicker's bare, brinabride space; every other form is dead
-    assert report["dead_tokens"]["count"] == len(injection.ids) - 4
+    # riverrun/générations bare, earwicker's bare, brinabride space; every other id is
+    # never produced, and every other word is dead
+    assert report["dead_tokens"]["ids"] == len(injection.ids) - 4
+    assert report["dead_tokens"]["count"] == report["dead_tokens"]["words"] == len(LEXICON) - 4
     assert report["tokens_after"] < report["tokens_before"]
     assert report["added"]["count"] == len(LEXICON) and report["added"]["ids"] == 2 * len(LEXICON)
+    assert report["added"]["trainable_rows"] == len(LEXICON)
     assert report["base_agreement"]["differing"] == 0
 
 
@@ -215,8 +230,13 @@ def test_report_catches_a_naive_injection(kind_and_tokenizer):
     ids = naive.convert_tokens_to_ids(["hore", "bri"])
     injection = Injection(tokenizer=naive, words=["hore", "bri"], ids=ids, base_vocab_size=len(tok))
     report = verify_injection(tok, naive, injection, "the shore brings\n")
-    assert report["spurious_hits"]["count"] == 2 and report["coverage"] is None
-    assert "'hore' in 'the shore brings'" in report["spurious_hits"]["sample"]
+    assert report["coverage"] is None
+    if kind.endswith("-legacy"):  # its normalizer makes the added words "▁hore", "▁bri"
+        assert report["spurious_hits"]["count"] == 1
+        assert "'bri' in 'the shore brings'" in report["spurious_hits"]["sample"]
+    else:
+        assert report["spurious_hits"]["count"] == 2
+        assert "'hore' in 'the shore brings'" in report["spurious_hits"]["sample"]
 
 
 def test_whole_word_occurrences_leftmost_longest():
@@ -243,19 +263,34 @@ def _big_lexicon() -> list[str]:
     )[:45000]
 
 
-def test_45k_words_inject_and_verify(tmp_path):
-    import random
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["llama2", "qwen3"])
+def test_the_whole_lexicon_over_a_book_sized_text_on_a_real_tokenizer(kind, real_tokenizer):
+    """Every word of a 45,000-word lexicon becomes one id wherever it stands as a whole word
+    in 1.5 MB of text that puts each word after a space and bare; nothing else changes."""
+    from wake2vec.testing import english_text, lexicon_text
 
-    tok = build_tokenizer("byte-level", tmp_path)
+    base = load_real_tokenizer(kind, real_tokenizer(REAL_KINDS[kind]))
     words = _big_lexicon()
-    injection = WholeWord().inject(tok, words)  # timed in benchmarks/, not here
+    injection = WholeWord().inject(base, words)  # timed in benchmarks/, not here
     assert len(set(injection.words)) + len(injection.skipped) == len(set(words))
-    rng = random.Random(1)
-    sample = rng.sample(injection.words, 2000)
-    text = "\n".join(" ".join(sample[i : i + 10]) + "." for i in range(0, len(sample), 10))
-    report = verify_injection(tok, injection.tokenizer, injection, text)
+    assert len(injection.row_ids()) == len(set(injection.words))  # one trainable row per word
+    text = lexicon_text(sorted(set(injection.words)), 1_500_000)
+    report = verify_injection(base, injection.tokenizer, injection, text)
     assert report["coverage"] == 1.0 and report["spurious_hits"]["count"] == 0
-    assert report["round_trip"]["exact"]
+    assert report["round_trip"]["exact"] and report["dead_tokens"]["count"] == 0
+    assert report["occurrences"]["total"] > 2 * len(set(injection.words))
+    # text without lexicon words encodes exactly as before, line by line and as a whole
+    lexicon, longest = set(injection.words), max(len(w) for w in injection.words)
+    lines = [line for line in english_text(300_000, seed=5).splitlines()
+             if not whole_word_occurrences(line, lexicon, longest)]
+    assert len(lines) > 100
+    plain = "\n".join(lines) + "\n"
+    tok = injection.tokenizer
+    assert tok(lines, add_special_tokens=False)["input_ids"] == base(
+        lines, add_special_tokens=False)["input_ids"]
+    assert encode(tok, plain) == encode(base, plain)
+    assert tok.decode(encode(tok, plain)) == base.decode(encode(base, plain))
 
 
 # --------------------------------------------------------------------------- applying to a model

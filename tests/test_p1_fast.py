@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from helpers_training import build_setup, tiny_model
 
 from wake2vec.training.evaluate import token_nll
-from wake2vec.training.rows import RowHead, attach_rows, detach_rows
+from wake2vec.training.rows import RowHead, RowMap, attach_rows, detach_rows
 
 
 def _plain(head: RowHead, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -21,23 +21,33 @@ def _plain(head: RowHead, hidden: torch.Tensor, targets: torch.Tensor) -> torch.
     )
 
 
-def _head(vocab: int, hidden: int, new_ids: list[int], bias: bool, dtype=torch.float32):
+def _head(vocab: int, hidden: int, new_ids: list[int], bias: bool, dtype=torch.float32,
+          aliases: dict[int, int] | None = None, shift: bool = False):
     torch.manual_seed(0)
     base = torch.nn.Linear(hidden, vocab, bias=bias).to(dtype)
     base.requires_grad_(False)
-    ids = torch.tensor(new_ids)
-    rows = torch.nn.Parameter(torch.randn(len(new_ids), hidden) * 0.5)
-    return RowHead(base, ids, rows)
+    rowmap = RowMap.build([i for i in new_ids if i not in (aliases or {})], aliases)
+    rows = torch.nn.Parameter(torch.randn(len(rowmap.row_ids), hidden) * 0.5)
+    return RowHead(base, rowmap, rows, torch.randn(hidden) if shift else None)
+
+
+# every other id of 40..59 the second spelling of the id before it: 10 rows for 20 ids
+PAIRED = {i + 1: i for i in range(40, 60, 2)}
 
 
 @pytest.mark.parametrize("bias", [False, True])
 @pytest.mark.parametrize(
-    "new_ids", [list(range(40, 60)), list(range(0, 10)), [3, 17, 18, 41, 59]],
-    ids=["contiguous-end", "contiguous-start", "scattered"],
+    ("new_ids", "aliases", "shift"),
+    [(list(range(40, 60)), None, False), (list(range(0, 10)), None, False),
+     ([3, 17, 18, 41, 59], None, False), (list(range(40, 60)), PAIRED, False),
+     ([3, 17, 18, 41, 59], {18: 3, 59: 41}, False), (list(range(40, 60)), PAIRED, True),
+     ([3, 17, 18, 41, 59], {18: 3, 59: 41}, True)],
+    ids=["contiguous-end", "contiguous-start", "scattered", "paired", "scattered-paired",
+         "paired-shifted", "scattered-paired-shifted"],
 )
 @pytest.mark.parametrize("chunk", [0, 3])
-def test_chunked_nll_and_gradients_equal_plain_cross_entropy(new_ids, bias, chunk):
-    head = _head(60, 16, new_ids, bias)
+def test_chunked_nll_and_gradients_equal_plain_cross_entropy(new_ids, aliases, shift, bias, chunk):
+    head = _head(60, 16, new_ids, bias, aliases=aliases, shift=shift)
     targets = torch.randint(0, 60, (3, 7))
     targets[:, -1] = -100
     targets[1, 2] = -100
@@ -191,3 +201,17 @@ def test_adamw_uses_the_fused_kernel_for_fp32_rows_and_updates_like_the_plain_on
     assert not torch.equal(fused_p, start)
     assert torch.allclose(fused_p, plain_p, atol=1e-6)
     assert set(fused.state_dict()["state"][0]) == set(plain.state_dict()["state"][0])
+
+
+def test_an_alias_logit_is_its_owner_logit_plus_the_shift_product():
+    """Two spellings of a word share one row; their logits differ by exactly h . shift, so the
+    head splits the word's probability between them by the hidden state."""
+    head = _head(60, 16, list(range(40, 60)), False, aliases=PAIRED, shift=True)
+    hidden = torch.randn(3, 5, 16)
+    logits = head._logits(hidden)
+    for alias, owner in PAIRED.items():
+        expected = hidden @ head.shift
+        assert torch.allclose(logits[..., alias] - logits[..., owner], expected, atol=1e-5)
+    # no shift: the two spellings get the same logit
+    plain = _head(60, 16, list(range(40, 60)), False, aliases=PAIRED)._logits(hidden)
+    assert torch.equal(plain[..., 41], plain[..., 40])

@@ -183,6 +183,7 @@ def test_a_recipe_without_preset_reads_the_local_config(tmp_path):
     assert plan.model.endswith("config.json")
     assert plan.tied is False
     assert plan.new_tokens == 2 * len(words)  # whole-word: a space form and a bare form
+    assert plan.trainable_rows == len(words)  # ... reading one row
     assert any("x 2 ids per word (whole-word injector)" in note for note in plan.notes)
     # new ids start after the tokenizer's entries, not after the padding rows
     assert plan.rows_after_injection == max(
@@ -258,7 +259,7 @@ def test_plan_cli_fits_exit_0(cli):
     result = cli("plan", str(MODELS / "llama-3.2-1b.toml"), "--new-tokens", "45000")
     assert result.exit_code == 0, result.output
     assert "phase p1" in result.output and "fits" in result.output
-    assert "45,000 -> 173,256 embedding rows" in result.output
+    assert "45,000 (45,000 trainable rows) -> 173,256 embedding rows" in result.output
     for term in ("weights", "trainable", "optimizer", "activations", "logits", "cuda context"):
         assert term in result.output
 
@@ -351,3 +352,15 @@ def test_nf4_constant_matches_what_bitsandbytes_stores(tmp_path):
     assert weights > 0 and stored / weights == pytest.approx(NF4_BYTES)
     assert model.get_input_embeddings().weight.dtype == torch.bfloat16
     assert not isinstance(model.get_output_embeddings(), bnb.nn.Linear4bit)
+
+
+def test_trainable_terms_follow_the_rows_and_logits_every_id():
+    """Two ids per word reading one row: the rows, gradients and optimiser state count rows,
+    the head's logits count ids."""
+    one_each = estimate_terms(facts("tinyllama-1.1b-chat"), p1("tinyllama-1.1b-chat"), NEW)
+    shared = estimate_terms(
+        facts("tinyllama-1.1b-chat"), p1("tinyllama-1.1b-chat", trainable_rows=NEW // 2), NEW)
+    for term in ("trainable", "gradients"):
+        assert shared[term] == pytest.approx(one_each[term] / 2)
+    assert shared["optimizer"] < one_each["optimizer"]
+    assert shared["logits"] == one_each["logits"] and shared["weights"] == one_each["weights"]

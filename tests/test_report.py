@@ -66,7 +66,7 @@ def test_summary_states_the_model_and_every_phase_result(run, page):
 
 def test_injection_report_lists_the_rejected_entry_escaped(page):
     section = page[page.index('<section id="injection">') : page.index('<section id="curves">')]
-    assert "coverage" in section and "dead tokens" in section and "round trip exact" in section
+    assert "coverage" in section and "dead words" in section and "round trip exact" in section
     assert str(escape(XSS_ENTRY)) in section
     assert "contains whitespace" in section  # the loader's reason is shown beside it
 

@@ -93,6 +93,22 @@ class Injection:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (word, reason): already one token
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (word, reason): unusable entry
     base_vocab_size: int = 0  # len(tokenizer) before injection
+    # a word's bare spelling (no space before it) -> the id of its word-initial spelling: the
+    # word keeps two ids for exact round trips but trains one row; the bare id reads that row
+    # plus a fixed shift (``alias_shift``); an owner is never an alias
+    aliases: dict[int, int] = field(default_factory=dict)
+    # filled by ``apply_injection``: "input" / "output" -> the vector an alias adds to its
+    # owner's row in that matrix (the base vocabulary's mean bare-minus-word-initial row), or None
+    alias_shift: dict[str, Any] = field(default_factory=dict)
+
+    def row_ids(self) -> list[int]:
+        """The new ids that own a trainable row (one per word), sorted."""
+        return sorted({int(i) for i in self.ids} - set(self.aliases))
+
+    def row_words(self) -> list[str]:
+        """The word of each of :meth:`row_ids`, in the same order."""
+        word_of = {int(i): w for i, w in zip(self.ids, self.words, strict=True)}
+        return [word_of[i] for i in self.row_ids()]
 
 
 class Injector(Plugin):
@@ -133,7 +149,7 @@ class PhaseContext:
     index: int
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
-    new_ids: list[int]
+    new_ids: list[int]  # the new ids that own a trainable row (one per word)
     base_vocab_size: int
     tied: bool
     lora_targets: tuple[str, ...]
@@ -148,6 +164,8 @@ class PhaseContext:
     new_words: list[str] = field(default_factory=list)
     hand_on: str = "last"  # "best" or "last": which state the phase leaves for what follows
     order_key: str = ""  # seeds the batch order with the run's seed (default: the phase's name)
+    aliases: dict[int, int] = field(default_factory=dict)  # new id -> owner in ``new_ids``
+    alias_shift: dict[str, Any] = field(default_factory=dict)  # see Injection.alias_shift
 
 
 @dataclass

@@ -475,11 +475,13 @@ GENERATION = (
 
 INJECTION = (
     ("words added", ("added", "count")),
+    ("new ids", ("added", "ids")),
+    ("trainable rows", ("added", "trainable_rows")),
     ("words skipped", ("skipped", "count")),
     ("coverage of lexicon occurrences", ("coverage",)),
     ("spurious hits", ("spurious_hits", "count")),
-    ("dead tokens", ("dead_tokens", "count")),
-    ("dead token share", ("dead_tokens", "share")),
+    ("dead words", ("dead_tokens", "count")),
+    ("dead word share", ("dead_tokens", "share")),
     ("round trip exact", ("round_trip", "exact")),
     ("tokens after / before", ("token_ratio",)),
 )

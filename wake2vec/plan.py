@@ -117,6 +117,7 @@ class PhaseInput:
     optimizer: str
     gradient_checkpointing: bool = False
     lora_rank: int = DEFAULT_LORA_RANK
+    trainable_rows: int | None = None  # rows that train (one per word); None: one per new id
 
 
 # --------------------------------------------------------------------------- the arithmetic
@@ -210,8 +211,9 @@ def estimate_terms(facts: ModelFacts, phase: PhaseInput, new_tokens: int) -> dic
         )
     else:
         matrices = 1 if arch.tied else 2
-        params = new_tokens * h * matrices
-        rows_plus_cols = (new_tokens + h) * matrices
+        trained = new_tokens if phase.trainable_rows is None else phase.trainable_rows
+        params = trained * h * matrices
+        rows_plus_cols = (trained + h) * matrices
     terms["trainable"] = 4.0 * params
     terms["gradients"] = 4.0 * params
     terms["optimizer"] = _optimizer_bytes(phase.optimizer, params, rows_plus_cols)
@@ -260,6 +262,7 @@ class Plan:
     quantization: str
     tied: bool
     new_tokens: int
+    trainable_rows: int
     rows_after_injection: int
     gpu: str
     gpu_name: str
@@ -428,9 +431,10 @@ def _tokenizer_entries(directory: Path) -> int | None:
         return None
 
 
-def ids_per_word(injector: str) -> int:
-    """New token ids (and so embedding rows) the injector gives each word: its class's
-    ``ids_per_word`` when it declares one, else 1."""
+def ids_per_word(injector: str) -> tuple[int, int]:
+    """New token ids (embedding rows and head outputs) and trainable rows the injector gives
+    each word: its class's ``ids_per_word`` and ``rows_per_word`` when it declares them, else
+    1 and the ids."""
     from wake2vec.errors import UnknownNameError
     from wake2vec.registry import get_registry
 
@@ -438,25 +442,29 @@ def ids_per_word(injector: str) -> int:
         impl = get_registry().get("injector", injector).impl
     except UnknownNameError:
         impl = None
-    declared = getattr(impl, "ids_per_word", None)
-    return int(declared) if isinstance(declared, int) else 1
+    ids = getattr(impl, "ids_per_word", None)
+    ids = int(ids) if isinstance(ids, int) else 1
+    rows = getattr(impl, "rows_per_word", None)
+    return ids, int(rows) if isinstance(rows, int) else ids
 
 
-def count_new_tokens(recipe: Recipe) -> tuple[int, str]:
-    """New ids the run would add: lexicon entries times the injector's ids per word (an upper
-    bound: words the base tokenizer already encodes as one token are skipped)."""
+def count_new_tokens(recipe: Recipe) -> tuple[int, int, str]:
+    """New ids and trainable rows the run would add: lexicon entries times the injector's ids
+    and rows per word (upper bounds: words the base tokenizer already encodes as one token are
+    skipped)."""
     from wake2vec.lexicon import load_lexicon
 
     injector = recipe.injection.injector.name
-    per_word = ids_per_word(injector)
+    per_word, rows_per_word = ids_per_word(injector)
     try:
         words = len(load_lexicon(recipe.data.lexicon, recipe.data.encoding).words)
         where = f"from {recipe.data.lexicon}"
     except (OSError, UserInputError):
         words, where = DEFAULT_NEW_TOKENS, "assumed (the lexicon cannot be read)"
-    return words * per_word, (
+    return words * per_word, words * rows_per_word, (
         f"{words:,} lexicon words {where} x {per_word} id{'s' if per_word != 1 else ''} per word "
-        f"({injector} injector) = {words * per_word:,} new rows"
+        f"({injector} injector) = {words * per_word:,} new ids, {words * rows_per_word:,} "
+        f"trainable rows"
     )
 
 
@@ -472,8 +480,9 @@ def plan_recipe(
     if gpu not in GPUS:
         raise UserInputError(f"unknown GPU {gpu!r} (choose from {', '.join(GPUS)})")
     facts, notes = model_facts(recipe)
+    trainable_rows = new_tokens
     if new_tokens is None:
-        new_tokens, note = count_new_tokens(recipe)
+        new_tokens, trainable_rows, note = count_new_tokens(recipe)
         notes.append(note)
     gpu_name, capacity = GPUS[gpu]
     if facts.arch.max_positions and recipe.data.seq_len > facts.arch.max_positions:
@@ -493,6 +502,7 @@ def plan_recipe(
             gradient_checkpointing=gradient_checkpointing
             or bool(params.get("gradient_checkpointing", False)),
             lora_rank=int(params.get("r", params.get("rank", DEFAULT_LORA_RANK))),
+            trainable_rows=trainable_rows,
         )
         phases.append(estimate_phase(facts, phase, new_tokens, capacity))
     return Plan(
@@ -501,6 +511,7 @@ def plan_recipe(
         quantization=facts.quantization,
         tied=facts.arch.tied,
         new_tokens=new_tokens,
+        trainable_rows=trainable_rows,
         rows_after_injection=rows_after_injection(facts, new_tokens),
         gpu=gpu,
         gpu_name=gpu_name,

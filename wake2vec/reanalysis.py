@@ -99,7 +99,8 @@ def analyze_run(path: Path, *, generation: bool = True, metrics: tuple[str, ...]
             log.info("analyze: generation probes on the final model")
             record = _read(phase_dirs[-1] / "metrics.json") or {}
             record["generation"] = probe(
-                model, tokenizer, recipe.analysis.generation, new_ids=after.new_ids,
+                model, tokenizer, recipe.analysis.generation,
+                new_ids=after.new_ids + list(_saved_aliases(path / INJECTED_ROWS)),
                 lexicon=_lexicon_words(recipe, path), seed=recipe.run.seed)
             write_json_atomic(phase_dirs[-1] / "metrics.json", record)
         manifest.setdefault("analyses", []).append({"metrics": [r.name for r in refs],
@@ -174,6 +175,15 @@ def _saved_words(rows: Path) -> list[str]:
 
     with safe_open(str(rows), "pt") as handle:
         return json.loads((handle.metadata() or {}).get("words", "[]"))
+
+
+def _saved_aliases(rows: Path) -> dict[int, int]:
+    """The ``alias -> owner`` id pairs of a rows file (a word's second spelling)."""
+    from safetensors.torch import load_file
+
+    from wake2vec.artifacts import alias_pairs
+
+    return alias_pairs(load_file(str(rows)))
 
 
 def _lexicon_words(recipe: Any, path: Path) -> list[str]:

@@ -207,8 +207,9 @@ def summary(manifest: dict[str, Any], injection: dict[str, Any]) -> list[tuple[s
             "new ids (words)",
             _pair(dig(manifest, "injection", "new_ids"), dig(manifest, "injection", "words")),
         ),
+        ("trainable rows", dig(manifest, "injection", "trainable_rows")),
         ("coverage of lexicon occurrences", injection.get("coverage")),
-        ("dead tokens", dig(injection, "dead_tokens", "count")),
+        ("dead words", dig(injection, "dead_tokens", "count")),
         ("round trip exact", dig(injection, "round_trip", "exact")),
         (
             "injector / initializer",

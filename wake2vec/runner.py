@@ -212,17 +212,21 @@ def _run_steps(recipe: Recipe, run: RunDir, info: RunInfo, registry: Registry, h
     if main:
         write_json_atomic(run.path / "injection.json", prepared.report)
         tokenizer.save_pretrained(run.path / "tokenizer")
-    run.manifest["injection"] = {"new_ids": len(injection.ids), "words": len(set(injection.words))}
+    new_ids = injection.row_ids()  # one trainable row per word; aliases read their owner's
+    row_words = injection.row_words()
+    aliases = dict(injection.aliases)
+    run.manifest["injection"] = {"new_ids": len(set(injection.ids)), "words": len(set(injection.words)),
+                                 "trainable_rows": len(new_ids)}
     run.save_manifest()
 
     from wake2vec.artifacts import load_new_rows, save_new_rows
 
     bundle = procs.main_first(
         lambda: prepare_data(data, tokenizer, run.path / "cache", seed, lexicon.words))
-    new_ids = list(injection.ids)
     snapshot = _snapshot(model, "injected", len(base_tokenizer), new_ids) if main else None
     if main and not (run.path / INJECTED_ROWS).is_file():  # what `wake2vec analyze` starts from
-        save_new_rows(model, new_ids, list(injection.words), run.path / INJECTED_ROWS)
+        save_new_rows(model, new_ids, row_words, run.path / INJECTED_ROWS, aliases,
+                      injection.alias_shift)
 
     # ---------------------------------------------------------------- phases
     parents = recipe.parents()
@@ -238,7 +242,8 @@ def _run_steps(recipe: Recipe, run: RunDir, info: RunInfo, registry: Registry, h
             events=None, morphology=morphology,
             regularizers=[(registry.create("regularizer", r.name, r.params), r.weight)
                           for r in spec.regularizers],
-            new_words=lexicon_words_by_id(injection), hand_on=_hand_on(recipe, index),
+            new_words=lexicon_words_by_id(injection), hand_on=_hand_on(recipe, index), aliases=aliases,
+            alias_shift=injection.alias_shift,
             # branches of one phase read the same batches, so only their starting point differs
             order_key=f"from-{source}" if source else spec.name)
 
@@ -290,9 +295,9 @@ def _run_steps(recipe: Recipe, run: RunDir, info: RunInfo, registry: Registry, h
         result = strategy.run(ctx)
         model = result.model
         if main:  # the others hold the same model; the main process measures and writes it
-            save_new_rows(model, new_ids, list(injection.words), rows_file)
+            save_new_rows(model, new_ids, row_words, rows_file, aliases, injection.alias_shift)
             after = _snapshot(model, f"after-{spec.name}", len(base_tokenizer), new_ids)
-            metrics = _compute_metrics(recipe, registry, snapshot, after, seed, injection.words,
+            metrics = _compute_metrics(recipe, registry, snapshot, after, seed, row_words,
                                        model, tokenizer, morphology,
                                        last=index == len(recipe.phases) - 1)
             payload = {"schema_version": METRICS_SCHEMA, "phase": spec.name, "strategy": spec.strategy,
@@ -314,7 +319,11 @@ def _run_steps(recipe: Recipe, run: RunDir, info: RunInfo, registry: Registry, h
         return
     final = run.path / "final"
     model.save_pretrained(final / "model")
-    tokenizer.save_pretrained(final / "model")
+    from wake2vec.tokenizer_files import save_beside_model
+
+    saved = save_beside_model(tokenizer, final / "model")
+    run.manifest.setdefault("final", {}).update(saved)
+    run.save_manifest()
     from wake2vec.report import write_report
 
     if recipe.report.html:
@@ -391,9 +400,12 @@ def run_probes(recipe: Recipe, model: Any, tokenizer: Any, injection: Any, lexic
 
 
 def lexicon_words_by_id(injection: Any) -> list[str]:
-    """The lexicon word of each new id, "" for ids that are not a word (BPE intermediate pieces)."""
+    """The lexicon word of each trainable row (``injection.row_ids()``), "" for rows that are
+    not a word (BPE intermediate pieces)."""
     forms = getattr(injection, "forms", None) or ["word"] * len(injection.ids)
-    return [w if form != "piece" else "" for w, form in zip(injection.words, forms, strict=True)]
+    word_of = {int(i): (w if form != "piece" else "")
+               for i, w, form in zip(injection.ids, injection.words, forms, strict=True)}
+    return [word_of[i] for i in injection.row_ids()]
 
 
 def use_deterministic_algorithms() -> None:

@@ -130,6 +130,7 @@ class BpeMerges(Injector):
 
     name: ClassVar[str] = "bpe-merges"
     ids_per_word: ClassVar[int] = 3  # forms plus pieces: measured 1.6-3.2 (memory planning)
+    rows_per_word: ClassVar[int] = 2  # one row per word (its bare form reads it) plus pieces
 
     class Params(Params):
         min_length: int = Field(1, ge=1, description="words shorter than this are rejected")
@@ -180,6 +181,9 @@ class BpeMerges(Injector):
         wrapped = _wrap(tokenizer, new_tok)
         rows = sorted(table.items(), key=lambda kv: kv[1][0])  # text -> (id, word, form)
         pieces = sum(1 for _, (_, _, f) in rows if f == PIECE)
+        # one trainable row per word: the bare form reads the word-initial form's
+        initial = {w: i for _, (i, w, f) in rows if f == WORD_INITIAL}
+        aliases = {i: initial[w] for _, (i, w, f) in rows if f == BARE and w in initial}
         return BpeMergesInjection(
             tokenizer=wrapped,
             words=[w for _, (_, w, _) in rows],
@@ -202,6 +206,7 @@ class BpeMerges(Injector):
                 ],
             },
             base_tokenizer=tokenizer,
+            aliases=aliases,
         )
 
 

@@ -66,6 +66,7 @@ if TYPE_CHECKING:
 
 MARKER = "\ufdd0"
 SPACE_FORM, BARE_FORM = "space", "bare"
+_LEAD = "a"  # the word before a lexicon word when asking how the base encodes it in running text
 
 # Ordinary English the injected tokenizer must encode exactly as the base one (checked each time).
 _BASE_PROBE = (
@@ -109,6 +110,7 @@ class WholeWord(Injector):
 
     name: ClassVar[str] = "whole-word"
     ids_per_word: ClassVar[int] = 2  # a space-absorbing form and a bare form (memory planning)
+    rows_per_word: ClassVar[int] = 1  # the bare form reads the space form's row
 
     class Params(Params):
         min_length: int = Field(1, ge=1, description="words shorter than this are rejected")
@@ -126,17 +128,19 @@ class WholeWord(Injector):
 
         skipped: list[tuple[str, str]] = []
         if self.params.skip_single_token and candidates:
+            # the word after another word: what follows that word's own pieces (a legacy
+            # SentencePiece file would give a text that begins with a space an extra "▁")
+            lead = backend.encode(_LEAD, add_special_tokens=False).ids
             encodings = backend.encode_batch(
-                [" " + w for w in candidates], add_special_tokens=False
+                [f"{_LEAD} {w}" for w in candidates], add_special_tokens=False
             )
             kept = []
             for word, enc in zip(candidates, encodings, strict=True):
-                if len(enc.ids) == 1:
+                rest = enc.ids[len(lead):] if enc.ids[: len(lead)] == lead else enc.ids
+                if len(rest) == 1:
+                    token = enc.tokens[len(lead)]
                     skipped.append(
-                        (
-                            word,
-                            f"already one token in running text (id {enc.ids[0]} {enc.tokens[0]!r})",
-                        )
+                        (word, f"already one token in running text (id {rest[0]} {token!r})")
                     )
                 else:
                     kept.append(word)
@@ -160,6 +164,10 @@ class WholeWord(Injector):
         )
         rows = sorted((new.token_to_id(c), w, f) for w, f, c in contents)
         _check_forms(new, rows)
+        id_of = {(w, f): i for i, w, f in rows}
+        # one trainable row per word: the bare form reads the space form's
+        aliases = {id_of[(w, BARE_FORM)]: id_of[(w, SPACE_FORM)]
+                   for i, w, f in rows if f == BARE_FORM and (w, SPACE_FORM) in id_of}
 
         wrapped = _wrap(tokenizer, new)
         return WholeWordInjection(
@@ -172,6 +180,7 @@ class WholeWord(Injector):
             forms=[f for _, _, f in rows],
             pipeline=pipeline,
             base_tokenizer=tokenizer,
+            aliases=aliases,
         )
 
 
@@ -192,6 +201,8 @@ def install_marker_pipeline(tok: Tokenizer) -> dict[str, Any]:
     state = json.loads(tok.to_str())
     if MARKER in json.dumps(state.get("normalizer"), ensure_ascii=False):
         return {"marker": "U+FDD0", "already_installed": True}
+    prefix = _prefix_first(tok, state)
+    state = json.loads(tok.to_str())
     space = tok.normalizer.normalize_str(" ") if tok.normalizer is not None else " "
     if len(space) != 1:
         raise UserInputError(
@@ -212,7 +223,53 @@ def install_marker_pipeline(tok: Tokenizer) -> dict[str, Any]:
     )
     strip = decoders.Replace(MARKER, "")
     tok.decoder = strip if tok.decoder is None else decoders.Sequence([tok.decoder, strip])
-    return {"marker": "U+FDD0", "space": space, "byte_level": byte_level, "pattern": pattern}
+    found = {"marker": "U+FDD0", "space": space, "byte_level": byte_level, "pattern": pattern}
+    return {**found, "sentencepiece_prefix": prefix} if prefix else found
+
+
+def _prefix_first(tok: Tokenizer, state: dict[str, Any]) -> str | None:
+    """Make a SentencePiece-style tokenizer put its ``▁`` before the first piece of a text only.
+
+    Transformers 5 builds Llama-family tokenizers (TinyLlama, Mistral, Phi-3) with a Metaspace
+    pre-tokenizer that prepends ``▁`` to every section the added tokens leave ("always"), so
+    "riverrun." would become ``riverrun`` ``▁.``; the hub's legacy files do the same with a
+    ``Prepend("▁")`` normalizer, which would also be applied to every added token's content.
+    Both become ``Metaspace(prepend_scheme="first", split=False)``: the same pieces for any text
+    without special tokens in it (one section, prefixed once). Returns what was changed."""
+    from tokenizers import normalizers, pre_tokenizers
+
+    pre = state.get("pre_tokenizer") or {}
+    if pre.get("type") == "Metaspace" and pre.get("prepend_scheme") == "always":
+        tok.pre_tokenizer = pre_tokenizers.Metaspace(
+            replacement=pre["replacement"], prepend_scheme="first", split=bool(pre.get("split")))
+        return "Metaspace prepend_scheme always -> first"
+    norm = state.get("normalizer") or {}
+    steps = norm.get("normalizers", [norm]) if norm.get("type") == "Sequence" else [norm]
+    prepend = [n for n in steps if n.get("type") == "Prepend"]
+    if not prepend or state.get("pre_tokenizer") is not None:
+        return None
+    mark = prepend[0]["prepend"]
+    legacy = [n for n in steps if n.get("type") == "Prepend"
+              or (n.get("type") == "Replace" and n.get("pattern") == {"String": " "}
+                  and n.get("content") == mark)]
+    if len(legacy) != 2 or len(mark) != 1:
+        return None  # not the legacy layout: leave it to the pipeline check
+    rest = [n for n in steps if n not in legacy]
+    tok.normalizer = (normalizers.Sequence([_normalizer(n) for n in rest]) if rest else None)
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement=mark, prepend_scheme="first",
+                                                 split=False)
+    return "normalizer Prepend + Replace -> Metaspace prepend_scheme first"
+
+
+def _normalizer(spec: dict[str, Any]) -> Any:
+    """A tokenizers normalizer from its JSON form."""
+    from tokenizers import Tokenizer
+
+    holder = Tokenizer.from_str(json.dumps({
+        "version": "1.0", "truncation": None, "padding": None, "added_tokens": [],
+        "normalizer": spec, "pre_tokenizer": None, "post_processor": None, "decoder": None,
+        "model": {"type": "WordLevel", "vocab": {"<unk>": 0}, "unk_token": "<unk>"}}))
+    return holder.normalizer
 
 
 def _check_pipeline(base: Tokenizer, new: Tokenizer) -> None:

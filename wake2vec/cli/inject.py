@@ -19,9 +19,10 @@ from wake2vec.cli.options import recipe_argument, set_option
 def inject(recipe: str, overrides: tuple[str, ...], as_json: bool, save: Path | None) -> None:
     """Inject RECIPE's lexicon into its model and report the result, without training.
 
-    The report counts words added, skipped (already one token) and rejected; coverage of
-    lexicon words in the corpus; spurious hits inside other words; dead tokens the corpus
-    never produces; and whether decoding gives back the corpus exactly.
+    The report counts words added (new ids, trainable rows), skipped (already one token) and
+    rejected; coverage of lexicon words in the corpus; spurious hits inside other words; dead
+    words (none of their ids produced by the corpus); and whether decoding gives back the
+    corpus exactly.
     """
     from wake2vec.recipe import load_recipe
     from wake2vec.registry import get_registry

@@ -66,7 +66,8 @@ def render(result) -> str:
     body = "NF4 body" if result.quantization == "nf4" else f"{result.dtype} weights"
     lines = [
         f"model       {result.model} ({body}, {result.dtype} compute; head {head})",
-        f"new rows    {result.new_tokens:,} -> {result.rows_after_injection:,} embedding rows",
+        f"new ids     {result.new_tokens:,} ({result.trainable_rows:,} trainable rows) -> "
+        f"{result.rows_after_injection:,} embedding rows",
         f"GPU         {result.gpu}: {result.gpu_name}, {result.capacity_gib:.1f} GiB usable",
     ]
     for phase in result.phases:

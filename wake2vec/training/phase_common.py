@@ -29,7 +29,7 @@ def train_new_rows(
     from wake2vec.training.rows import attach_rows, detach_rows
 
     model = ctx.model
-    handles = attach_rows(model, ctx.new_ids, ctx.tied)
+    handles = attach_rows(model, ctx.new_ids, ctx.tied, ctx.aliases, ctx.alias_shift)
     trainable = Trainable(
         params=handles.parameters(),
         state_tensors=handles.state_tensors,
@@ -37,6 +37,7 @@ def train_new_rows(
         extra_loss=make_extra_loss(handles) if make_extra_loss is not None else None,
         signature={
             "new_ids": len(handles.new_ids),
+            **({"alias_ids": len(ctx.aliases)} if ctx.aliases else {}),
             "first_new_id": handles.new_ids[0],
             "last_new_id": handles.new_ids[-1],
             "tied": bool(ctx.tied),

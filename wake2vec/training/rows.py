@@ -4,6 +4,13 @@ The frozen input matrix and output head keep every base row; the new rows live i
 ``nn.Parameter`` objects, so an optimiser built on them holds state for nothing else and its
 weight decay cannot reach a base row. :func:`attach_rows` installs the wrappers on a model,
 :func:`detach_rows` writes the trained rows back and restores the original modules.
+
+A word may own two ids (the whole-word injector's form after a space and its bare form): both
+read one trainable row (:class:`RowMap`), the bare id with a fixed shift added (the base
+vocabulary's mean bare-minus-word-initial row, ``wake2vec.injection.form_shift``), as if the two
+matrix rows were one shared parameter: every occurrence's gradient reaches the one row, and the
+head tells the spellings apart by the hidden state's product with the shift, as it does for
+its own words.
 """
 
 from __future__ import annotations
@@ -19,28 +26,84 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
 
-def _slot_table(new_ids: torch.Tensor, n_rows: int) -> torch.Tensor:
-    """``table[id]`` is the index of ``id`` among the new rows, or -1 for a base row."""
-    table = torch.full((n_rows,), -1, dtype=torch.long)
-    table[new_ids] = torch.arange(len(new_ids))
-    return table
+@dataclass
+class RowMap:
+    """Which trainable row each new id reads. ``row_ids`` own one row each (in that order);
+    an alias id (a second spelling of a word) reads its owner's row."""
+
+    row_ids: torch.Tensor  # ids that own a row, sorted
+    ids: torch.Tensor  # every new id (owners and aliases), sorted
+    slots: torch.Tensor | None  # per id of ``ids``, its row; None when there are no aliases
+    alias: torch.Tensor | None = None  # per id of ``ids``: 1.0 for an alias, else 0.0 (column)
+
+    @classmethod
+    def build(cls, row_ids: list[int], aliases: dict[int, int] | None = None) -> RowMap:
+        aliases = {int(a): int(o) for a, o in (aliases or {}).items()}
+        owners = sorted({int(i) for i in row_ids})
+        slot_of = {i: n for n, i in enumerate(owners)}
+        missing = sorted({o for o in aliases.values() if o not in slot_of})
+        if missing or set(aliases) & set(slot_of):
+            raise ValueError(f"aliases must point at row owners (not {missing[:5]}) and not be owners")
+        ids = sorted(set(owners) | set(aliases))
+        slots = alias = None
+        if aliases:
+            slots = torch.tensor([slot_of.get(i, slot_of.get(aliases.get(i, -1), -1)) for i in ids])
+            alias = torch.tensor([[float(i in aliases)] for i in ids])
+        return cls(torch.tensor(owners, dtype=torch.long), torch.tensor(ids, dtype=torch.long),
+                   slots, alias)
+
+    def to(self, device: torch.device) -> RowMap:
+        return RowMap(*(None if t is None else t.to(device)
+                        for t in (self.row_ids, self.ids, self.slots, self.alias)))
+
+    def table(self, n_rows: int) -> torch.Tensor:
+        """``table[id]`` is the row that ``id`` reads, or -1 for a base id."""
+        table = torch.full((n_rows,), -1, dtype=torch.long, device=self.ids.device)
+        table[self.ids] = (torch.arange(len(self.ids), device=self.ids.device)
+                           if self.slots is None else self.slots)
+        return table
+
+    def expand(self, rows: torch.Tensor, shift: torch.Tensor | None = None) -> torch.Tensor:
+        """One row per id of :attr:`ids`: an owner's row, for an alias its owner's plus
+        ``shift`` (the matrix's bare-spelling shift)."""
+        if self.slots is None:
+            return rows
+        rows = rows.index_select(0, self.slots)
+        return rows if shift is None else rows + self.alias.to(rows.dtype) * shift.to(rows)
+
+    def fold(self, per_id: torch.Tensor) -> torch.Tensor:
+        """Columns per id of :attr:`ids` summed into columns per row (the gradient of
+        :meth:`expand`, along dimension 1)."""
+        if self.slots is None:
+            return per_id
+        out = per_id.new_zeros((per_id.shape[0], len(self.row_ids)))
+        return out.index_add_(1, self.slots, per_id)
 
 
 def _contiguous_span(new_ids: torch.Tensor) -> tuple[int, int] | None:
     first = int(new_ids[0])
-    if torch.equal(new_ids, torch.arange(first, first + len(new_ids))):
+    if torch.equal(new_ids.cpu(), torch.arange(first, first + len(new_ids))):
         return first, first + len(new_ids)
     return None
 
 
 class RowEmbedding(nn.Module):
-    """Input embedding: base rows from the frozen module, new rows from ``rows`` (fp32)."""
+    """Input embedding: base rows from the frozen module, new rows from ``rows`` (fp32; an
+    alias id reads its owner's row plus ``shift``)."""
 
-    def __init__(self, base: nn.Module, new_ids: torch.Tensor, rows: nn.Parameter):
+    def __init__(self, base: nn.Module, rowmap: RowMap, rows: nn.Parameter,
+                 shift: torch.Tensor | None = None):
         super().__init__()
         self.base = base
         self.rows = rows
-        self.register_buffer("slots", _slot_table(new_ids, base.weight.shape[0]), persistent=False)
+        self.register_buffer("slots", rowmap.table(base.weight.shape[0]), persistent=False)
+        shifted = None  # per base-matrix row: 1.0 where an alias adds the shift
+        if shift is not None and rowmap.alias is not None:
+            shifted = torch.zeros(base.weight.shape[0], device=rowmap.ids.device)
+            shifted[rowmap.ids] = rowmap.alias.squeeze(1)
+            shift = shift.float().to(rows.device)
+        self.register_buffer("shifted", shifted, persistent=False)
+        self.register_buffer("shift", shift if shifted is not None else None, persistent=False)
         # scaled embeddings (Gemma 3) multiply inside forward; apply the same scale to new rows
         self.scale = getattr(base, "embed_scale", None)
 
@@ -56,6 +119,8 @@ class RowEmbedding(nn.Module):
         if not bool(is_new.any()):
             return out
         new = F.embedding(slots.clamp(min=0), self.rows)
+        if self.shift is not None:
+            new = new + self.shifted[input_ids].unsqueeze(-1) * self.shift
         if self.scale is not None:
             new = (
                 new * self.scale.to(new.dtype) if torch.is_tensor(self.scale) else new * self.scale
@@ -74,12 +139,15 @@ class RowHead(nn.Module):
     exactly this head's output.
     """
 
-    def __init__(self, base: nn.Module, new_ids: torch.Tensor, rows: nn.Parameter):
+    def __init__(self, base: nn.Module, rowmap: RowMap, rows: nn.Parameter,
+                 shift: torch.Tensor | None = None):
         super().__init__()
         self.base = base
         self.rows = rows
-        self.span = _contiguous_span(new_ids)
-        self.register_buffer("new_ids", new_ids.clone(), persistent=False)
+        self.rowmap = rowmap
+        self.shift = None if shift is None or rowmap.alias is None else shift.float()
+        self.span = _contiguous_span(rowmap.ids)
+        self.register_buffer("new_ids", rowmap.ids.clone(), persistent=False)
         self.targets: torch.Tensor | None = None  # set by token_nll: forward computes the NLL
         self.capture = False  # keep the next forward's output in .result (the probe)
         self.result: torch.Tensor | None = None
@@ -103,7 +171,14 @@ class RowHead(nn.Module):
         weight = self.base.weight
         bias = getattr(self.base, "bias", None)
         new_bias = None if bias is None else bias[self.new_ids].float()
-        new = F.linear(hidden.float(), self.rows, new_bias)
+        new = F.linear(hidden.float(), self.rows)
+        if self.rowmap.slots is not None:  # an alias's logit is its owner row's (plus shift)
+            new = new.index_select(-1, self.rowmap.slots)
+            if self.shift is not None:
+                along = hidden.float() @ self.shift.to(hidden.device)
+                new = new + along.unsqueeze(-1) * self.rowmap.alias.squeeze(1)
+        if new_bias is not None:
+            new = new + new_bias
         if self.span is None:  # scattered ids: compute every base logit, then overwrite
             logits = F.linear(hidden, weight, bias).float()
             return logits.index_copy(-1, self.new_ids, new)
@@ -154,11 +229,12 @@ class RowHead(nn.Module):
                 lo, hi = self.span
                 if self.original is None:
                     self.original = weight[lo:hi].clone()
-                weight[lo:hi] = self.rows.detach().to(weight.dtype)
+                weight[lo:hi] = self.rowmap.expand(self.rows.detach(), self.shift).to(weight.dtype)
             else:
                 if self.original is None:
                     self.original = weight[self.new_ids].clone()
-                weight.index_copy_(0, self.new_ids, self.rows.detach().to(weight.dtype))
+                rows = self.rowmap.expand(self.rows.detach(), self.shift)
+                weight.index_copy_(0, self.new_ids, rows.to(weight.dtype))
 
     def unstage(self) -> None:
         """Put back the weight's new rows as they were before the first :meth:`stage`."""
@@ -220,9 +296,10 @@ class _ChunkedHeadNLL(torch.autograd.Function):
             if want_rows:
                 span = slice(start, start + len(picked))
                 if head.span is not None:
-                    new_grads[span] = grad[:, head.span[0] : head.span[1]]
+                    per_id = grad[:, head.span[0] : head.span[1]]
                 else:
-                    new_grads[span] = grad.index_select(1, head.new_ids)
+                    per_id = grad.index_select(1, head.new_ids)
+                new_grads[span] = head.rowmap.fold(per_id)  # an alias's gradient is its owner's
             del grad, probs
         grad_rows = None
         if want_rows:
@@ -249,12 +326,14 @@ class _ChunkedHeadNLL(torch.autograd.Function):
 class RowHandles:
     """The trainable new rows installed on a model, and what is needed to take them off."""
 
-    new_ids: list[int]
+    new_ids: list[int]  # the ids that own a row, in row order
+    rowmap: RowMap
     input_rows: nn.Parameter
     output_rows: nn.Parameter | None  # separate output rows (untied head); None when tied
     original_input: nn.Module
     original_output: nn.Module | None
     requires_grad: dict[str, bool] = field(default_factory=dict)
+    shifts: dict[str, torch.Tensor | None] = field(default_factory=dict)  # "input", "output"
 
     def parameters(self) -> list[nn.Parameter]:
         """The trainable tensors, input rows first."""
@@ -269,6 +348,15 @@ class RowHandles:
         }
         if self.output_rows is not None:
             tensors["output"] = self.output_rows.detach().float().cpu()
+        if self.rowmap.slots is not None:  # as save_new_rows writes them: alias -> owner id
+            owners = self.rowmap.row_ids.cpu()[self.rowmap.slots.cpu()]
+            alias = self.rowmap.ids.cpu() != owners
+            tensors["alias_ids"] = self.rowmap.ids.cpu()[alias]
+            tensors["alias_owners"] = owners[alias]
+            sides = ("input", "output") if self.output_rows is not None else ("input",)
+            for side in sides:
+                if self.shifts.get(side) is not None:
+                    tensors[f"alias_shift_{side}"] = self.shifts[side].float().cpu()
         return tensors
 
     def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
@@ -283,31 +371,33 @@ class RowHandles:
                 self.output_rows.copy_(tensors["output"])
 
 
-def unique_new_ids(new_ids: list[int]) -> list[int]:
-    """Sorted distinct ids (an injection may list an id once per word spelling)."""
-    return sorted({int(i) for i in new_ids})
-
-
-def attach_rows(model: PreTrainedModel, new_ids: list[int], tied: bool) -> RowHandles:
-    """Freeze every parameter of ``model`` and install trainable fp32 copies of the new rows.
+def attach_rows(
+    model: PreTrainedModel, new_ids: list[int], tied: bool, aliases: dict[int, int] | None = None,
+    shifts: dict[str, torch.Tensor | None] | None = None,
+) -> RowHandles:
+    """Freeze every parameter of ``model`` and install trainable fp32 copies of the new rows:
+    one per id of ``new_ids``; each id in ``aliases`` reads (and trains) its owner's row plus
+    ``shifts["input"]`` (input side) or ``shifts["output"]`` (an untied head's side).
 
     With ``tied`` the head's new logits come from the input rows; otherwise the head's own new
     rows train as a second parameter. Undo with :func:`detach_rows`.
     """
-    ids = unique_new_ids(new_ids)
-    if not ids:
+    if not new_ids:
         raise ValueError("no new token ids to train")
+    rowmap = RowMap.build(new_ids, aliases)
+    ids = rowmap.row_ids.tolist()
     embed = model.get_input_embeddings()
     head = model.get_output_embeddings()
     n_rows = embed.weight.shape[0]
-    if ids[0] < 0 or ids[-1] >= n_rows:
+    every = rowmap.ids.tolist()
+    if every[0] < 0 or every[-1] >= n_rows:
         raise ValueError(
-            f"new ids run from {ids[0]} to {ids[-1]} but the embedding has {n_rows} rows"
+            f"new ids run from {every[0]} to {every[-1]} but the embedding has {n_rows} rows"
         )
     requires_grad = {name: p.requires_grad for name, p in model.named_parameters()}
     for p in model.parameters():
         p.requires_grad_(False)
-    index = torch.tensor(ids, dtype=torch.long)
+    index = rowmap.row_ids
     device = embed.weight.device
     input_rows = nn.Parameter(embed.weight.detach()[index.to(device)].float().clone())
     output_rows = None
@@ -315,11 +405,14 @@ def attach_rows(model: PreTrainedModel, new_ids: list[int], tied: bool) -> RowHa
         output_rows = nn.Parameter(
             head.weight.detach()[index.to(head.weight.device)].float().clone()
         )
-    model.set_input_embeddings(RowEmbedding(embed, index.to(device), input_rows))
+    shifts = {"input": (shifts or {}).get("input"),
+              "output": (shifts or {}).get("output" if output_rows is not None else "input")}
+    model.set_input_embeddings(RowEmbedding(embed, rowmap.to(device), input_rows, shifts["input"]))
     if head is not None:
         rows = output_rows if output_rows is not None else input_rows
-        model.set_output_embeddings(RowHead(head, index.to(head.weight.device), rows))
-    return RowHandles(ids, input_rows, output_rows, embed, head, requires_grad)
+        model.set_output_embeddings(
+            RowHead(head, rowmap.to(head.weight.device), rows, shifts["output"]))
+    return RowHandles(ids, rowmap, input_rows, output_rows, embed, head, requires_grad, shifts)
 
 
 def write_rows(
@@ -328,19 +421,22 @@ def write_rows(
     input_matrix: torch.Tensor | None = None,
     output_matrix: torch.Tensor | None = None,
 ) -> None:
-    """Copy the trained rows into the model's matrices; base rows are not touched."""
+    """Copy the trained rows into the model's matrices (an alias's rows are its owner's);
+    base rows are not touched."""
     input_matrix = handles.original_input.weight if input_matrix is None else input_matrix
     if output_matrix is None and handles.original_output is not None:
         output_matrix = handles.original_output.weight
+    rowmap = handles.rowmap
     with torch.no_grad():
-        index = torch.tensor(handles.new_ids, dtype=torch.long, device=input_matrix.device)
-        input_matrix[index] = handles.input_rows.detach().to(
-            input_matrix.device, input_matrix.dtype
-        )
+        index = rowmap.ids.to(input_matrix.device)  # owners and aliases alike
+        input_matrix[index] = rowmap.expand(
+            handles.input_rows.detach(), handles.shifts.get("input")
+        ).to(input_matrix.device, input_matrix.dtype)
         if output_matrix is not None and output_matrix is not input_matrix:
             source = handles.output_rows if handles.output_rows is not None else handles.input_rows
             index = index.to(output_matrix.device)
-            output_matrix[index] = source.detach().to(output_matrix.device, output_matrix.dtype)
+            output_matrix[index] = rowmap.expand(source.detach(), handles.shifts.get("output")).to(
+                output_matrix.device, output_matrix.dtype)
 
 
 def detach_rows(

