@@ -154,6 +154,33 @@ def test_save_and_reload_behave_identically(injected, tmp_path):
     assert again.decode(again(text)["input_ids"], skip_special_tokens=True) == text
 
 
+def test_settings_made_after_loading_are_kept(kind_and_tokenizer):
+    """A family gives a tokenizer without one a pad token after loading; the injected
+    tokenizer keeps it, and the rest of the base's settings, through a save and reload."""
+    import copy
+
+    kind, tok = kind_and_tokenizer
+    base = copy.deepcopy(tok)
+    base.pad_token = base.eos_token
+    base.padding_side = "left"
+    injected = WholeWord().inject(base, ["riverrun"]).tokenizer
+    for found in (injected, _saved_and_loaded(injected)):
+        assert found.pad_token == base.eos_token and found.padding_side == "left", kind
+        assert found.special_tokens_map == base.special_tokens_map
+        assert found.chat_template == base.chat_template
+        assert found.model_max_length == base.model_max_length
+
+
+def _saved_and_loaded(tokenizer):
+    import tempfile
+
+    from transformers import AutoTokenizer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer.save_pretrained(tmp)
+        return AutoTokenizer.from_pretrained(tmp)
+
+
 def test_single_token_words_are_skipped_with_a_reason(kind_and_tokenizer):
     kind, tok = kind_and_tokenizer
     # a base piece that is a vocabulary string but NOT one token in running text is injected
@@ -237,6 +264,29 @@ def test_report_catches_a_naive_injection(kind_and_tokenizer):
     else:
         assert report["spurious_hits"]["count"] == 2
         assert "'hore' in 'the shore brings'" in report["spurious_hits"]["sample"]
+
+
+def test_the_quick_scan_finds_exactly_what_the_full_scan_finds():
+    from wake2vec.injection import joiners
+    from wake2vec.testing import lexicon_text
+
+    lexicon = set(LEXICON) | {"phiz-à-phiz", "a-b", "'tis", "o'clock", "riverrun's"}
+    text = lexicon_text(sorted(lexicon), 60_000, seed=3)
+    text += "x a-b (b) earwicker's earwicker. 'tis phiz-à-phiz-x o'clock's riverrun's-\n"
+    longest = max(map(len, lexicon))
+    pattern = joiners(lexicon)
+    assert pattern is not None and pattern.findall("a'b-c(d)") == ["'", "-"]
+    found = 0
+    for line in text.splitlines():
+        full = whole_word_occurrences(line, lexicon, longest)
+        assert whole_word_occurrences(line, lexicon, longest, pattern) == full, line
+        found += len(full)
+    assert found > 1000
+    words_only = {"riverrun", "brinabride"}
+    assert joiners(words_only) is None
+    line = "(riverrun), brinabride's riverrun-"
+    assert whole_word_occurrences(line, words_only, 10, None) == whole_word_occurrences(
+        line, words_only, 10)
 
 
 def test_whole_word_occurrences_leftmost_longest():

@@ -115,6 +115,8 @@ class Injector(Plugin):
     """Adds lexicon words to a tokenizer so each becomes a new id."""
 
     def inject(self, tokenizer: PreTrainedTokenizerBase, words: list[str]) -> Injection:
+        """Return the extended tokenizer as a new object in the Injection; ``tokenizer`` is the
+        run's base tokenizer and must be left as it is."""
         raise NotImplementedError
 
 

@@ -242,17 +242,34 @@ def _is_word_char(ch: str) -> bool:
     return bool(_WORD_CHAR.match(ch))
 
 
+def joiners(lexicon: set[str]) -> re.Pattern[str] | None:
+    """A pattern matching the non-word characters that occur inside lexicon entries (the
+    apostrophe of "earwicker's", the hyphen of "phiz-à-phiz"), or None when none do: a run of
+    text without them can only hold lexicon words made of word characters alone."""
+    found = {c for word in lexicon for c in word if not _WORD_CHAR.match(c)}
+    return re.compile("[" + "".join(re.escape(c) for c in sorted(found)) + "]") if found else None
+
+
 def whole_word_occurrences(
-    line: str, lexicon: set[str], max_len: int
+    line: str, lexicon: set[str], max_len: int, joined: re.Pattern[str] | None | bool = True
 ) -> list[tuple[int, int, str]]:
     """Lexicon words standing as whole words in ``line`` (no word character on either side),
-    leftmost-longest and non-overlapping: ``(start, end, word)``."""
+    leftmost-longest and non-overlapping: ``(start, end, word)``.
+
+    ``joined`` is ``joiners(lexicon)``, computed once by a caller that scans many lines; a
+    run of text without those characters is then read as its maximal word-character pieces,
+    each a whole word (the default, True, scans every run character by character)."""
     found = []
     for run in _RUN.finditer(line):
         text, offset = run.group(), run.start()
         if _ALL_WORD.fullmatch(text):
             if text in lexicon:
                 found.append((offset, offset + len(text), text))
+            continue
+        if joined is not True and (joined is None or not joined.search(text)):
+            for piece in _ALL_WORD.finditer(text):
+                if piece.group() in lexicon:
+                    found.append((offset + piece.start(), offset + piece.end(), piece.group()))
             continue
         n = len(text)
         starts = [i for i in range(n) if i == 0 or not _is_word_char(text[i - 1])]
@@ -310,6 +327,7 @@ def verify_injection(
             word_of[int(new_id)] = word
     lexicon = set(word_of.values())
     max_len = max((len(w) for w in lexicon), default=0)
+    joined = joiners(lexicon)
     forms: dict[str, int] = {}
     for form in getattr(injection, "forms", []) or []:
         forms[form] = forms.get(form, 0) + 1
@@ -332,7 +350,7 @@ def verify_injection(
         if not hits:
             agree_checked += 1
             agree_differ += enc.ids != base_enc.ids
-        occurrences = whole_word_occurrences(line, lexicon, max_len) if lexicon else []
+        occurrences = whole_word_occurrences(line, lexicon, max_len, joined) if lexicon else []
         matched: set[tuple[int, int]] = set()
         for s, e, word in occurrences:
             total += 1

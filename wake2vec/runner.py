@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import gc
 import json
 import logging
@@ -11,11 +10,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wake2vec.api import MetricContext, ModelRequest, PhaseContext, Snapshot
-from wake2vec.errors import RunDirError, UserInputError
+from wake2vec.errors import RunDirError, TrainingError, UserInputError
 from wake2vec.events import PhaseEvents, PhaseInfo, RunInfo
 from wake2vec.plugins import get_plugins
 from wake2vec.recipe import Recipe, recipe_to_dict
-from wake2vec.recipe.preflight import check_inputs, check_prepared
+from wake2vec.recipe.preflight import check_inputs, check_loaded, check_prepared
 from wake2vec.recipe.schema import lineage
 from wake2vec.registry import Registry, get_registry
 from wake2vec.rundir import RunDir, now, setup_logging, write_json_atomic
@@ -140,7 +139,7 @@ class Prepared:
 
 def prepare(recipe: Recipe, registry: Registry, cache_dir: Path) -> Prepared:
     """Read the data, load the model, inject the lexicon and initialise the new rows."""
-    from transformers import set_seed
+    from accelerate.utils import set_seed  # transformers.set_seed imports peft and bitsandbytes (~5 s)
 
     from wake2vec.data import read_corpus
     from wake2vec.injection import apply_injection, verify_injection
@@ -168,12 +167,18 @@ def prepare(recipe: Recipe, registry: Registry, cache_dir: Path) -> Prepared:
         cache_dir=cache_dir / "models", corpus=data.corpus))
     for note in loaded.notes:
         log.info("model note: %s", note)
+    check_loaded(recipe, loaded)
 
-    base_tokenizer = copy.deepcopy(loaded.tokenizer)
+    base_tokenizer = loaded.tokenizer  # an injector returns a new tokenizer, never edits this one
+    base_entries = len(base_tokenizer)
     injector = registry.create("injector", recipe.injection.injector.name, recipe.injection.injector.params)
     initializer = registry.create("initializer", recipe.injection.initializer.name,
                                   recipe.injection.initializer.params)
-    injection = injector.inject(loaded.tokenizer, lexicon.words)
+    injection = injector.inject(base_tokenizer, lexicon.words)
+    if len(base_tokenizer) != base_entries or injection.tokenizer is base_tokenizer:
+        raise TrainingError(
+            f"injector {injector.name!r} changed the tokenizer it was given; an injector must "
+            "return the extended tokenizer as a new object and leave the base one as it was")
     check_prepared(recipe, loaded, injection)
     summary = apply_injection(loaded.model, injection, initializer,
                               base_ids=list(range(len(base_tokenizer))),
@@ -190,7 +195,7 @@ def prepare(recipe: Recipe, registry: Registry, cache_dir: Path) -> Prepared:
 
 def _run_steps(recipe: Recipe, run: RunDir, info: RunInfo, registry: Registry, hook: Any,
                resume: bool, procs: Processes | None = None) -> None:
-    from transformers import set_seed
+    from accelerate.utils import set_seed  # transformers.set_seed imports peft and bitsandbytes (~5 s)
 
     from wake2vec.data import prepare_data
     from wake2vec.parallel import Processes

@@ -37,18 +37,17 @@ Llama tokenizer drops a text's leading space on decode, as the base one does.
 
 Transformers 5 rebuilds the normaliser, pre-tokenizer and decoder of Llama, GPT-2 and other
 named tokenizer classes from its own defaults when it loads them, which would silently drop
-this pipeline; the injected tokenizer is therefore saved and reloaded as the generic
-``PreTrainedTokenizerFast``, which loads ``tokenizer.json`` as written. The returned tokenizer
-is that reloaded one, so what a run saves behaves exactly as what it trained with. Reload a
-saved one with ``load_injected_tokenizer`` (``AutoTokenizer`` works too unless a
-``config.json`` of a model type such as qwen2 sits in the same directory).
+this pipeline; the injected tokenizer is therefore the generic ``PreTrainedTokenizerFast``
+(with the base tokenizer's settings), which saves and loads ``tokenizer.json`` as written.
+Reload a saved one with ``load_injected_tokenizer`` or ``AutoTokenizer``; beside a model whose
+type transformers maps to its own class (qwen2, phi3), ``wake2vec.tokenizer_files`` adds the
+entry that keeps ``AutoTokenizer`` on the generic class.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -120,7 +119,7 @@ class WholeWord(Injector):
         )
 
     def inject(self, tokenizer: PreTrainedTokenizerBase, words: list[str]) -> WholeWordInjection:
-        from tokenizers import AddedToken, Tokenizer
+        from tokenizers import AddedToken
 
         backend = _backend(tokenizer)
         base_size = len(tokenizer)
@@ -146,7 +145,10 @@ class WholeWord(Injector):
                     kept.append(word)
             candidates = kept
 
-        new = Tokenizer.from_str(backend.to_str())
+        # the generic wrapper copies the base backend once; the pipeline and the new words
+        # then go into that copy (adding them before wrapping would copy them as well)
+        wrapped = _wrap(tokenizer, backend)
+        new = wrapped.backend_tokenizer
         pipeline = install_marker_pipeline(new)
         _check_pipeline(backend, new)
         contents: list[tuple[str, str, str]] = []  # (word, form, content)
@@ -169,7 +171,6 @@ class WholeWord(Injector):
         aliases = {id_of[(w, BARE_FORM)]: id_of[(w, SPACE_FORM)]
                    for i, w, f in rows if f == BARE_FORM and (w, SPACE_FORM) in id_of}
 
-        wrapped = _wrap(tokenizer, new)
         return WholeWordInjection(
             tokenizer=wrapped,
             words=[w for _, w, _ in rows],
@@ -198,11 +199,11 @@ def install_marker_pipeline(tok: Tokenizer) -> dict[str, Any]:
     """Add the marker steps to ``tok``'s normalizer, pre-tokenizer and decoder (once)."""
     from tokenizers import Regex, decoders, normalizers, pre_tokenizers
 
-    state = json.loads(tok.to_str())
+    state = _pipeline_state(tok)
     if MARKER in json.dumps(state.get("normalizer"), ensure_ascii=False):
         return {"marker": "U+FDD0", "already_installed": True}
     prefix = _prefix_first(tok, state)
-    state = json.loads(tok.to_str())
+    state = _pipeline_state(tok)
     space = tok.normalizer.normalize_str(" ") if tok.normalizer is not None else " "
     if len(space) != 1:
         raise UserInputError(
@@ -225,6 +226,14 @@ def install_marker_pipeline(tok: Tokenizer) -> dict[str, Any]:
     tok.decoder = strip if tok.decoder is None else decoders.Sequence([tok.decoder, strip])
     found = {"marker": "U+FDD0", "space": space, "byte_level": byte_level, "pattern": pattern}
     return {**found, "sentencepiece_prefix": prefix} if prefix else found
+
+
+def _pipeline_state(tok: Tokenizer) -> dict[str, Any]:
+    """The JSON of ``tok``'s normalizer, pre-tokenizer and decoder (None where it has none),
+    read part by part: serialising the whole tokenizer would copy its vocabulary too."""
+    parts = {"normalizer": tok.normalizer, "pre_tokenizer": tok.pre_tokenizer,
+             "decoder": tok.decoder}
+    return {k: None if v is None else json.loads(v.__getstate__()) for k, v in parts.items()}
 
 
 def _prefix_first(tok: Tokenizer, state: dict[str, Any]) -> str | None:
@@ -306,25 +315,24 @@ def _check_forms(new: Tokenizer, rows: list[tuple[int, str, str]]) -> None:
         )
 
 
+# tokenizer_config keys that name files or a class of the base tokenizer, not settings
+_NOT_SETTINGS = ("tokenizer_class", "added_tokens_decoder", "vocab_file", "merges_file",
+                 "tokenizer_file", "name_or_path", "auto_map")
+
+
 def _wrap(base: PreTrainedTokenizerBase, backend: Tokenizer) -> PreTrainedTokenizerBase:
-    """The base tokenizer's settings around ``backend``, saved and reloaded as the generic class."""
+    """``backend`` as the generic ``PreTrainedTokenizerFast`` with the base tokenizer's
+    settings (special tokens, chat template, lengths: its tokenizer_config.json less the keys
+    that name files or its class), built in memory: saved and reloaded it is the same."""
     from transformers import PreTrainedTokenizerFast
 
-    with tempfile.TemporaryDirectory(prefix="wake2vec-tok-") as tmp:
-        base.save_pretrained(tmp)
-        Path(tmp, "tokenizer.json").write_text(backend.to_str(), encoding="utf-8")
-        config_path = Path(tmp, "tokenizer_config.json")
-        config = (
-            json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
-        )
-        config["tokenizer_class"] = "PreTrainedTokenizerFast"
-        config.pop("added_tokens_decoder", None)
-        for stale in ("vocab_file", "merges_file", "tokenizer_file"):
-            config.pop(stale, None)
-        config_path.write_text(json.dumps(config, ensure_ascii=False, indent=2), encoding="utf-8")
-        for name in ("vocab.json", "merges.txt", "tokenizer.model", "added_tokens.json"):
-            Path(tmp, name).unlink(missing_ok=True)
-        return PreTrainedTokenizerFast.from_pretrained(tmp)
+    settings = {k: v for k, v in base.init_kwargs.items() if k not in _NOT_SETTINGS}
+    # and what was set on the tokenizer after it loaded (a family gives it a pad token)
+    settings.update(base.special_tokens_map)
+    for name in ("padding_side", "truncation_side", "model_max_length", "chat_template"):
+        if getattr(base, name, None) is not None:
+            settings[name] = getattr(base, name)
+    return PreTrainedTokenizerFast(tokenizer_object=backend, **settings)
 
 
 def load_injected_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:

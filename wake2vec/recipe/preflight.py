@@ -62,18 +62,22 @@ def _check_model_source(recipe: Recipe, registry: Registry | None) -> None:
     check_source(name, recipe.model.trust_remote_code)
 
 
-def check_prepared(recipe: Recipe, loaded: LoadedModel, injection: Injection) -> None:
-    """After loading and injection: the blocks fit the model's positions and at least one
-    lexicon word became a new token."""
-    source = f"{loaded.source} ({loaded.family} family)"
+def check_loaded(recipe: Recipe, loaded: LoadedModel) -> None:
+    """After loading, before injection: the blocks fit the model's positions."""
     limit = context_length(loaded.model)
     seq_len = recipe.data.seq_len
     if limit is not None and seq_len > limit:
         raise UserInputError(
-            f"data.seq_len = {seq_len} is longer than the model {source} can attend over "
-            f"(max_position_embeddings = {limit}); set data.seq_len to {limit} or less"
+            f"data.seq_len = {seq_len} is longer than the model {loaded.source} ({loaded.family} "
+            f"family) can attend over (max_position_embeddings = {limit}); set data.seq_len to "
+            f"{limit} or less"
         )
+
+
+def check_prepared(recipe: Recipe, loaded: LoadedModel, injection: Injection) -> None:
+    """After injection: at least one lexicon word became a new token."""
     if not injection.ids:
+        source = f"{loaded.source} ({loaded.family} family)"
         raise DataError(nothing_new(str(recipe.data.lexicon), source, injection))
 
 
