@@ -139,7 +139,9 @@ class Prepared:
 
 def prepare(recipe: Recipe, registry: Registry, cache_dir: Path) -> Prepared:
     """Read the data, load the model, inject the lexicon and initialise the new rows."""
-    from accelerate.utils import set_seed  # transformers.set_seed imports peft and bitsandbytes (~5 s)
+    from accelerate.utils import (
+        set_seed,  # transformers.set_seed imports peft and bitsandbytes (~5 s)
+    )
 
     from wake2vec.data import read_corpus
     from wake2vec.injection import apply_injection, verify_injection
@@ -195,7 +197,9 @@ def prepare(recipe: Recipe, registry: Registry, cache_dir: Path) -> Prepared:
 
 def _run_steps(recipe: Recipe, run: RunDir, info: RunInfo, registry: Registry, hook: Any,
                resume: bool, procs: Processes | None = None) -> None:
-    from accelerate.utils import set_seed  # transformers.set_seed imports peft and bitsandbytes (~5 s)
+    from accelerate.utils import (
+        set_seed,  # transformers.set_seed imports peft and bitsandbytes (~5 s)
+    )
 
     from wake2vec.data import prepare_data
     from wake2vec.parallel import Processes
