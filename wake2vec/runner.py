@@ -139,9 +139,8 @@ class Prepared:
 
 def prepare(recipe: Recipe, registry: Registry, cache_dir: Path) -> Prepared:
     """Read the data, load the model, inject the lexicon and initialise the new rows."""
-    from accelerate.utils import (
-        set_seed,  # transformers.set_seed imports peft and bitsandbytes (~5 s)
-    )
+    # accelerate's set_seed: transformers' imports peft and bitsandbytes (about 5 s)
+    from accelerate.utils import set_seed
 
     from wake2vec.data import read_corpus
     from wake2vec.injection import apply_injection, verify_injection
@@ -197,9 +196,8 @@ def prepare(recipe: Recipe, registry: Registry, cache_dir: Path) -> Prepared:
 
 def _run_steps(recipe: Recipe, run: RunDir, info: RunInfo, registry: Registry, hook: Any,
                resume: bool, procs: Processes | None = None) -> None:
-    from accelerate.utils import (
-        set_seed,  # transformers.set_seed imports peft and bitsandbytes (~5 s)
-    )
+    # accelerate's set_seed: transformers' imports peft and bitsandbytes (about 5 s)
+    from accelerate.utils import set_seed
 
     from wake2vec.data import prepare_data
     from wake2vec.parallel import Processes
