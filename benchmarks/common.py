@@ -7,6 +7,7 @@ import argparse
 import json
 import os
 import resource
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -88,6 +89,23 @@ def timer() -> Iterator[dict[str, float]]:
         yield box
     finally:
         box["s"] = time.perf_counter() - started
+
+
+def run_child(argv: list[str], stdout: Any = None) -> tuple[int, float, float]:
+    """Run ``argv`` in the repository (``stdout``: a file to write its output to); return its
+    exit code, wall seconds and peak RSS in MiB (of that child and the processes it waited for)."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(argv, cwd=REPO, stdout=stdout)
+    if hasattr(os, "wait4"):
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        peak = usage.ru_maxrss
+    else:  # pragma: no cover - platforms without wait4
+        proc.wait()
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    seconds = time.perf_counter() - started
+    scale = 1024 * 1024 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux
+    return proc.returncode, seconds, peak / scale
 
 
 def cpu_facts() -> dict[str, Any]:

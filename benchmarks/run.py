@@ -10,11 +10,8 @@ import argparse
 import json
 import os
 import platform
-import resource
-import subprocess
 import sys
 import tempfile
-import time
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -23,7 +20,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from common import SKIPPED, cpu_facts  # noqa: E402
+from common import SKIPPED, cpu_facts, run_child  # noqa: E402
 
 BENCHMARKS = {
     "cli": "bench_cli.py",
@@ -52,23 +49,6 @@ def machine_facts() -> dict[str, Any]:
         "versions": versions,
         "torch_version": versions["torch"],
     }
-
-
-def run_child(argv: list[str]) -> tuple[int, float, float]:
-    """Run ``argv``; return its exit code, wall seconds and peak RSS in MiB (of that child and
-    the processes it waited for)."""
-    started = time.perf_counter()
-    proc = subprocess.Popen(argv, cwd=HERE.parent)
-    if hasattr(os, "wait4"):
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        peak = usage.ru_maxrss
-    else:  # pragma: no cover - platforms without wait4
-        proc.wait()
-        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    seconds = time.perf_counter() - started
-    scale = 1024 * 1024 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux
-    return proc.returncode, seconds, peak / scale
 
 
 def run(names: list[str], quick: bool, workdir: Path) -> dict[str, Any]:

@@ -154,6 +154,20 @@ def test_save_and_reload_behave_identically(injected, tmp_path):
     assert again.decode(again(text)["input_ids"], skip_special_tokens=True) == text
 
 
+def test_a_form_that_does_not_encode_to_its_id_is_an_error_naming_it(injected):
+    """The form check reads forms fifty words at a time; a word whose id is wrong is found
+    and named among the others."""
+    from wake2vec_plugins.injectors.whole_word import _check_forms
+
+    kind, base, injection = injected
+    rows = list(zip(injection.ids, injection.words, injection.forms, strict=True))
+    new = injection.tokenizer.backend_tokenizer
+    _check_forms(new, rows, group=3)  # every form is right
+    broken = [(i + 1 if w == "brinabride" and f == "bare" else i, w, f) for i, w, f in rows]
+    with pytest.raises(TrainingError, match=r"1 forms do not encode.*brinabride"):
+        _check_forms(new, broken, group=3)
+
+
 def test_settings_made_after_loading_are_kept(kind_and_tokenizer):
     """A family gives a tokenizer without one a pad token after loading; the injected
     tokenizer keeps it, and the rest of the base's settings, through a save and reload."""

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
@@ -54,6 +56,9 @@ class ModelRequest:
     seed: int
     cache_dir: Path  # where a family may write what it builds (the demo model)
     corpus: Path | None = None  # the recipe's corpus, for families that train a tokenizer
+    # a family may call this with the tokenizer as soon as it is loaded (and final: the one
+    # LoadedModel will hold), before the model; the runner then injects while the model loads
+    tokenizer_ready: Callable[[Any], None] | None = None
 
 
 @dataclass

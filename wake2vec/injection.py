@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from wake2vec.morphology import Morphology
 
 SAMPLE = 20  # examples kept in each list of the report
+VERIFY_LINES = 8192  # lines encoded at a time by verify_injection (bounds its memory)
 
 
 # --------------------------------------------------------------------------- model
@@ -236,10 +237,8 @@ def form_shift(weight: torch.Tensor, pairs: list[tuple[int, int]]) -> torch.Tens
 _WORD_CHAR = re.compile(r"\w")
 _ALL_WORD = re.compile(r"\w+")
 _RUN = re.compile(r"\S+")
-
-
-def _is_word_char(ch: str) -> bool:
-    return bool(_WORD_CHAR.match(ch))
+_STARTS = re.compile(r"(?<!\w)(?=.)", re.S)  # positions a whole word may start at
+_ENDS = re.compile(r"(?<=.)(?!\w)", re.S)  # positions a whole word may end at
 
 
 def joiners(lexicon: set[str]) -> re.Pattern[str] | None:
@@ -271,9 +270,8 @@ def whole_word_occurrences(
                 if piece.group() in lexicon:
                     found.append((offset + piece.start(), offset + piece.end(), piece.group()))
             continue
-        n = len(text)
-        starts = [i for i in range(n) if i == 0 or not _is_word_char(text[i - 1])]
-        ends = [j for j in range(1, n + 1) if j == n or not _is_word_char(text[j])]
+        starts = [m.start() for m in _STARTS.finditer(text)]  # no word character before
+        ends = [m.start() for m in _ENDS.finditer(text)]  # no word character after
         position = 0
         for s in starts:
             if s < position:
@@ -315,7 +313,7 @@ def verify_injection(
     skipped and rejected; coverage (share of whole-word lexicon occurrences that encode to
     exactly one new id of that word); spurious hits (new ids where the text is not that whole
     word); dead words (none of the word's ids occurs) and ids never produced; round trip;
-    token counts before and after. One batch encoding per tokenizer.
+    token counts before and after. Lines are encoded a batch at a time by both tokenizers.
     An injection with a ``report_extra(base_tokenizer, tokenizer, text)`` method adds the keys
     it returns (bpe-merges: ``segmentation_changes``, ``bpe_pieces``)."""
     started = time.perf_counter()
@@ -333,58 +331,65 @@ def verify_injection(
         forms[form] = forms.get(form, 0) + 1
 
     lines = text.splitlines(keepends=True) or [""]
-    after = backend.encode_batch(lines, add_special_tokens=False)
-    before = base_backend.encode_batch(lines, add_special_tokens=False)
-
+    lowest = min(word_of, default=0)
     produced: set[int] = set()
     total = covered = 0
     uncovered: list[str] = []
     spurious: list[str] = []
     spurious_count = 0
     agree_checked = agree_differ = 0
-    for line, enc, base_enc in zip(lines, after, before, strict=True):
-        hits = {}
-        for token_id, span in zip(enc.ids, enc.offsets, strict=True):
-            if token_id in word_of:
-                hits[(span[0], span[1])] = token_id
-        if not hits:
-            agree_checked += 1
-            agree_differ += enc.ids != base_enc.ids
-        occurrences = whole_word_occurrences(line, lexicon, max_len, joined) if lexicon else []
-        matched: set[tuple[int, int]] = set()
-        for s, e, word in occurrences:
-            total += 1
-            span = (s, e) if (s, e) in hits else (s - 1, e)
-            if (
-                span in hits
-                and word_of[hits[span]] == word
-                and (span[0] == s or line[s - 1] == " ")
-            ):
-                covered += 1
-                matched.add(span)
-            elif len(uncovered) < SAMPLE:
-                uncovered.append(line[max(0, s - 20) : e + 20].strip())
-        for span, token_id in hits.items():
-            produced.add(token_id)
-            if span not in matched:
-                spurious_count += 1
-                if len(spurious) < SAMPLE:
-                    spurious.append(
-                        f"{word_of[token_id]!r} in {line[max(0, span[0] - 20) : span[1] + 20].strip()!r}"
-                    )
+    tokens_before = tokens_after = 0
+    differing: list[tuple[str, str]] = []
+    base_differing: list[tuple[str, str]] = []
+    for start in range(0, len(lines), VERIFY_LINES):  # bounded: the encodings of a batch
+        part = lines[start : start + VERIFY_LINES]
+        after = backend.encode_batch(part, add_special_tokens=False)
+        after_ids = [enc.ids for enc in after]
+        before_ids = [enc.ids for enc in base_backend.encode_batch(part, add_special_tokens=False)]
+        tokens_after += sum(map(len, after_ids))
+        tokens_before += sum(map(len, before_ids))
+        decoded = backend.decode_batch(after_ids, skip_special_tokens=False)
+        differing += [(line, d) for line, d in zip(part, decoded, strict=True) if line != d]
+        decoded = base_backend.decode_batch(before_ids, skip_special_tokens=False)
+        base_differing += [(line, d) for line, d in zip(part, decoded, strict=True) if line != d]
+        for line, enc, ids, base_ids in zip(part, after, after_ids, before_ids, strict=True):
+            hits: dict[tuple[int, int], int] = {}
+            if ids and max(ids) >= lowest:
+                offsets = enc.offsets
+                for k, token_id in enumerate(ids):
+                    if token_id >= lowest and token_id in word_of:
+                        hits[offsets[k]] = token_id
+            if not hits:
+                agree_checked += 1
+                agree_differ += ids != base_ids
+            occurrences = whole_word_occurrences(line, lexicon, max_len, joined) if lexicon else []
+            matched: set[tuple[int, int]] = set()
+            for s, e, word in occurrences:
+                total += 1
+                span = (s, e) if (s, e) in hits else (s - 1, e)
+                if (
+                    span in hits
+                    and word_of[hits[span]] == word
+                    and (span[0] == s or line[s - 1] == " ")
+                ):
+                    covered += 1
+                    matched.add(span)
+                elif len(uncovered) < SAMPLE:
+                    uncovered.append(line[max(0, s - 20) : e + 20].strip())
+            for span, token_id in hits.items():
+                produced.add(token_id)
+                if span not in matched:
+                    spurious_count += 1
+                    if len(spurious) < SAMPLE:
+                        spurious.append(f"{word_of[token_id]!r} in "
+                                        f"{line[max(0, span[0] - 20) : span[1] + 20].strip()!r}")
 
-    decoded = backend.decode_batch([enc.ids for enc in after], skip_special_tokens=False)
-    base_decoded = base_backend.decode_batch([enc.ids for enc in before], skip_special_tokens=False)
-    differing = [(line, d) for line, d in zip(lines, decoded, strict=True) if line != d]
-    base_differing = [(line, d) for line, d in zip(lines, base_decoded, strict=True) if line != d]
     dead_ids = [i for i in word_of if i not in produced]
     seen_words = {word_of[i] for i in produced}
     ids_of: dict[str, list[int]] = {}
     for i, word in word_of.items():
         ids_of.setdefault(word, []).append(i)
     dead_words = [w for w in ids_of if w not in seen_words]  # no id of the word occurs
-    tokens_before = sum(len(e.ids) for e in before)
-    tokens_after = sum(len(e.ids) for e in after)
     report = {
         "added": {"count": len(lexicon), "ids": len(word_of),
                   "trainable_rows": len(injection.row_ids()), "forms": forms},

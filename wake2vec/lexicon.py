@@ -67,6 +67,8 @@ def show_entry(entry: str, limit: int = 40) -> str:
 
 def entry_problem(word: str) -> str | None:
     """Why ``word`` cannot be a lexicon entry, or None when it can."""
+    if word.isalpha() and len(word) <= MAX_WORD_LENGTH and word[0] not in WORD_MARKERS:
+        return None  # letters only (most entries): nothing below can object
     if len(word) > MAX_WORD_LENGTH:
         return f"longer than {MAX_WORD_LENGTH} characters ({len(word)})"
     if word[:1] in WORD_MARKERS:

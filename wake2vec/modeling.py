@@ -12,6 +12,9 @@ from wake2vec.api import LoadedModel
 from wake2vec.errors import UserInputError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
     import torch
     from transformers import PreTrainedModel
 
@@ -259,11 +262,13 @@ def load_pretrained(
     trust_remote_code: bool,
     lora_targets: tuple[str, ...] | list[str] = (),
     extra: dict | None = None,
+    tokenizer_ready: Callable[[Any], None] | None = None,
 ) -> LoadedModel:
     """Load tokenizer and causal LM from a hub id or a saved directory with from_pretrained.
 
     ``extra`` holds further keyword arguments for the model's from_pretrained (a family's
-    ``attn_implementation``, for instance)."""
+    ``attn_implementation``, for instance). ``tokenizer_ready`` is called with the tokenizer
+    (a pad token given where it had none) before the model loads."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     quantization_config = _quantization_config(quantization, dtype)
@@ -275,6 +280,9 @@ def load_pretrained(
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
         raise UserInputError(f"cannot load a tokenizer from {where}: {exc}") from None
+    notes = _fix_padding(tokenizer)
+    if tokenizer_ready is not None:
+        tokenizer_ready(tokenizer)
     kwargs = {"dtype": torch_dtype(dtype), "trust_remote_code": trust_remote_code}
     if quantization_config is not None:
         kwargs["quantization_config"] = quantization_config
@@ -283,7 +291,9 @@ def load_pretrained(
         model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     except OSError as exc:
         raise UserInputError(f"cannot load model weights from {where}: {exc}") from None
-    notes = _fix_padding(model, tokenizer)
+    generation = getattr(model, "generation_config", None)
+    if notes and generation is not None and generation.pad_token_id is None:
+        generation.pad_token_id = tokenizer.pad_token_id
     notes += _row_notes(model, tokenizer)
     tied, tie_note = tie_state(model)
     if tie_note:
@@ -331,16 +341,14 @@ def precision_notes(dtype: str, quantization: str, cpuinfo: str | None = None) -
             'emulated and slower than fp32 here; model.dtype = "float32" trains faster on it']
 
 
-def _fix_padding(model: PreTrainedModel, tokenizer) -> list[str]:
-    """Give a tokenizer without a pad token its eos token for padding."""
+def _fix_padding(tokenizer) -> list[str]:
+    """Give a tokenizer without a pad token its eos token for padding (the caller then gives
+    the model's generation config the same pad id)."""
     if tokenizer.pad_token is not None:
         return []
     if tokenizer.eos_token is None:
         return ["the tokenizer has neither a pad nor an eos token; batches cannot be padded"]
     tokenizer.pad_token = tokenizer.eos_token
-    generation = getattr(model, "generation_config", None)
-    if generation is not None and generation.pad_token_id is None:
-        generation.pad_token_id = tokenizer.pad_token_id
     return [f"the tokenizer had no pad token; padding with eos {tokenizer.eos_token!r}"]
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import gc
 import json
 import logging
-from dataclasses import dataclass, field
+import threading
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,8 @@ INJECTED_ROWS = "injected_rows.safetensors"  # the new rows as initialised, befo
 METRICS_SCHEMA = 1  # NN-phase/metrics.json layout (docs/metrics.md); bumped on incompatible change
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from wake2vec.api import LoadedModel
     from wake2vec.parallel import Processes
 
@@ -161,37 +164,73 @@ def prepare(recipe: Recipe, registry: Registry, cache_dir: Path) -> Prepared:
 
     family_name = resolve_family(recipe, registry)
     family = registry.create("model", family_name, recipe.model.family_params())
-    log.info("loading model (family %s, %s)", family_name, recipe.model.name or "built locally")
-    loaded: LoadedModel = family.load(ModelRequest(
-        name=recipe.model.name, dtype=recipe.model.dtype, quantization=recipe.model.quantization,
-        trust_remote_code=recipe.model.trust_remote_code, seed=seed,
-        cache_dir=cache_dir / "models", corpus=data.corpus))
-    for note in loaded.notes:
-        log.info("model note: %s", note)
-    check_loaded(recipe, loaded)
-
-    base_tokenizer = loaded.tokenizer  # an injector returns a new tokenizer, never edits this one
-    base_entries = len(base_tokenizer)
     injector = registry.create("injector", recipe.injection.injector.name, recipe.injection.injector.params)
     initializer = registry.create("initializer", recipe.injection.initializer.name,
                                   recipe.injection.initializer.params)
-    injection = injector.inject(base_tokenizer, lexicon.words)
-    if len(base_tokenizer) != base_entries or injection.tokenizer is base_tokenizer:
-        raise TrainingError(
-            f"injector {injector.name!r} changed the tokenizer it was given; an injector must "
-            "return the extended tokenizer as a new object and leave the base one as it was")
+    log.info("loading model (family %s, %s)", family_name, recipe.model.name or "built locally")
+    request = ModelRequest(
+        name=recipe.model.name, dtype=recipe.model.dtype, quantization=recipe.model.quantization,
+        trust_remote_code=recipe.model.trust_remote_code, seed=seed,
+        cache_dir=cache_dir / "models", corpus=data.corpus)
+
+    def inject(tokenizer: Any) -> tuple[Any, dict[str, Any]]:
+        injection = _inject(injector, tokenizer, lexicon.words)
+        return injection, verify_injection(tokenizer, injection.tokenizer, injection, text)
+
+    loaded, (injection, report) = _load_and_inject(family, request, inject)
+    for note in loaded.notes:
+        log.info("model note: %s", note)
+    check_loaded(recipe, loaded)
+    base_tokenizer = loaded.tokenizer
     check_prepared(recipe, loaded, injection)
     summary = apply_injection(loaded.model, injection, initializer,
                               base_ids=list(range(len(base_tokenizer))),
                               morphology=morphology, seed=seed, tied=loaded.tied,
                               base_tokenizer=base_tokenizer)
-    report = verify_injection(base_tokenizer, injection.tokenizer, injection, text)
     report["lexicon"] = {"file": str(data.lexicon), "entries": len(lexicon.words),
                          "duplicates": lexicon.duplicates,
                          "rejected": [list(r) for r in lexicon.rejected]}
     report["embedding"] = summary
     log.info("injection: %s", _injection_line(report))
     return Prepared(loaded, base_tokenizer, injection, text, lexicon, morphology, report)
+
+
+def _load_and_inject(family: Any, request: ModelRequest,
+                     inject: Callable[[Any], Any]) -> tuple[LoadedModel, Any]:
+    """Load the model, and ``inject(tokenizer)`` (the injection and its report). A family that
+    hands its tokenizer over before loading the model (``ModelRequest.tokenizer_ready``) has
+    it injected while the model loads: loading a model mostly imports Python code, injecting
+    mostly runs in the tokenizers library, which leaves the interpreter free."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    handed: list[Any] = []
+    ready = threading.Event()
+
+    def tokenizer_ready(tokenizer: Any) -> None:
+        handed.append(tokenizer)
+        ready.set()
+
+    request = replace(request, tokenizer_ready=tokenizer_ready)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="wake2vec-load") as pool:
+        loading = pool.submit(family.load, request)
+        loading.add_done_callback(lambda _: ready.set())
+        ready.wait()
+        done = inject(handed[0]) if handed else None
+        loaded: LoadedModel = loading.result()
+    if done is None or loaded.tokenizer is not handed[0]:
+        done = inject(loaded.tokenizer)
+    return loaded, done
+
+
+def _inject(injector: Any, tokenizer: Any, words: list[str]) -> Any:
+    """``injector``'s injection of ``words``; an injector must leave ``tokenizer`` as it was."""
+    entries = len(tokenizer)
+    injection = injector.inject(tokenizer, words)
+    if len(tokenizer) != entries or injection.tokenizer is tokenizer:
+        raise TrainingError(
+            f"injector {injector.name!r} changed the tokenizer it was given; an injector must "
+            "return the extended tokenizer as a new object and leave the base one as it was")
+    return injection
 
 
 def _run_steps(recipe: Recipe, run: RunDir, info: RunInfo, registry: Registry, hook: Any,
@@ -423,7 +462,13 @@ def use_deterministic_algorithms() -> None:
     import torch
 
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # required by cuBLAS for determinism
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    # the public torch.use_deterministic_algorithms also imports torch._inductor (1.3 s here)
+    # to set torch.compile's own flag; wake2vec compiles nothing, so it sets the core flag alone
+    core = getattr(torch._C, "_set_deterministic_algorithms", None)
+    if core is not None:
+        core(True, warn_only=True)
+    else:
+        torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 def _require_phase_data(recipe: Recipe, morphology: Any) -> None:

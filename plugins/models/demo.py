@@ -77,6 +77,7 @@ class DemoFamily(api.ModelFamily):
             quantization=request.quantization,
             trust_remote_code=False,  # the demo is plain Llama; no remote code to trust
             lora_targets=self.lora_targets,
+            tokenizer_ready=request.tokenizer_ready,
         )
         loaded.notes.append(f"demo model (random weights) built from {corpus} in {directory}")
         return loaded

@@ -91,6 +91,7 @@ class StudiedFamily(api.ModelFamily):
             trust_remote_code=request.trust_remote_code,
             lora_targets=self.lora_targets,
             extra=dict(self.load_kwargs) or None,
+            tokenizer_ready=request.tokenizer_ready,
         )
         self._check_model_type(getattr(loaded.model.config, "model_type", None), source)
         notes = list(loaded.notes)
