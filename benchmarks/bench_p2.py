@@ -3,8 +3,9 @@ transformers Trainer on the same model, LoRA settings, batch and seed: the plugi
 overhead.
 
 Both train LoRA adapters (r 8, alpha 16, no dropout) on the Llama family's targets (q, k, v, o,
-gate, up and down projections) of the 4-layer hidden-512 Llama of ``bench_p1`` (32,000 + 45,000
-rows), fp32, batch 4 x 256, AdamW at a constant rate, gradient clipping at 1.0. wake2vec runs its
+gate, up and down projections) of the 4-layer hidden-512 Llama of ``bench_p1`` (32,000 base rows
+and 89,352 new ids: the whole-word injector's output for the Wake lexicon on TinyLlama's
+tokenizer), fp32, batch 4 x 256, AdamW at a constant rate, gradient clipping at 1.0. wake2vec runs its
 real ``lora`` phase through its training loop; the plain side is ``get_peft_model`` and
 ``Trainer.train`` with nothing saved and nothing logged but the step times. Each side runs in its
 own process, in turn, for two rounds, and each keeps its steady steps (all but a process's
@@ -25,6 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_p1 import FULL, QUICK, SEED, BenchData, build_model  # noqa: E402
 from bench_p1 import spawn as spawn_child  # noqa: E402
+
+INJECTED_IDS = 89352  # whole-word, 44,676 Wake words on the Llama-2 file (bench_p1 measures it)
 from common import Report, cpu_facts, parse_args  # noqa: E402
 
 TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -36,6 +39,7 @@ TARGET_RATIO = 0.95  # wake2vec tokens/s at least this share of plain peft + Tra
 
 def case_of(quick: bool) -> dict[str, Any]:
     case = dict((QUICK if quick else FULL)["throughput"])
+    case.setdefault("new", INJECTED_IDS)  # the rows a P2 sees; they are frozen in it
     case["steps"] = 4 if quick else 8
     return case
 

@@ -2,7 +2,9 @@
 
 wake2vec's P1 at the precision this machine runs faster (bf16 frozen weights with fp32 trainable
 rows where bf16 matrix products beat fp32 ones, as on CPUs with AVX512-BF16 or AMX and on GPUs;
-fp32 otherwise; the choice and both peaks are in the report) on a 2-layer Llama at hidden 2048 with 45,000 new rows, batch 4: the base vocabulary at 32K, 128K
+fp32 otherwise; the choice and both peaks are in the report) on a 2-layer Llama at hidden 2048
+with the new ids and trainable rows the whole-word injector gives the 44,990-word lexicon on
+TinyLlama's real tokenizer (about 89,000 ids, 44,700 rows), batch 4: the base vocabulary at 32K, 128K
 and 152K (TinyLlama/Llama-2, Llama-3, Qwen2.5 sizes) at sequence 256, and the sequence at 128,
 256 and 512 with the 32K vocabulary. Each size runs in its own processes (one builds the model,
 one trains it), so each peak RSS is that size's own. Reported: median step time after the first,
@@ -20,11 +22,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_p1 import spawn, step_flops  # noqa: E402
-from common import Report, cpu_facts, parse_args  # noqa: E402
+from bench_p1 import spawn, step_flops, vocabulary_or_skip  # noqa: E402
+from common import SKIPPED, Report, cpu_facts, parse_args  # noqa: E402
 
 SHAPE = {"hidden": 2048, "intermediate": 5632, "layers": 2, "heads": 32, "kv_heads": 4,
-         "new": 45000, "batch": 4, "steps": 3}
+         "batch": 4, "steps": 3}  # the new ids and rows: the injector's, as in bench_p1
 SIZES = {  # label: (base rows, sequence length)
     "32K base, seq 256": (32000, 256),
     "128K base, seq 256": (128000, 256),
@@ -33,15 +35,15 @@ SIZES = {  # label: (base rows, sequence length)
     "32K base, seq 512": (32000, 512),
 }
 QUICK_SHAPE = {"hidden": 32, "intermediate": 64, "layers": 2, "heads": 4, "kv_heads": 4,
-               "new": 300, "batch": 2, "steps": 3}
+               "new": 300, "rows": 300, "batch": 2, "steps": 3}
 QUICK_SIZES = {"500 base, seq 32": (500, 32), "2000 base, seq 64": (2000, 64)}
 
 
 def faster_precision() -> tuple[str, dict[str, float]]:
     """The P1 variant whose frozen-weight precision has the higher matrix-product peak here,
-    measured in a child process (this one imports no torch)."""
+    measured on small products in a child process (this one imports no torch)."""
     code = ("import json, sys; sys.path.insert(0, sys.argv[1]); from bench_p1 import matmul_peaks; "
-            "print(json.dumps(matmul_peaks(2)))")
+            "print(json.dumps(matmul_peaks(2, small=True)))")
     out = subprocess.run([sys.executable, "-c", code, str(Path(__file__).resolve().parent)],
                          capture_output=True, text=True, check=True)
     peaks = json.loads(out.stdout.strip().splitlines()[-1])
@@ -60,8 +62,16 @@ def main(argv: list[str] | None = None) -> int:
     report.add("matrix-product peak fp32 / bf16", f"{peaks['float32']:.0f} / {peaks['bfloat16']:.0f}",
                "GFLOP/s")
     with tempfile.TemporaryDirectory(prefix="wake2vec-bench-scaling-") as tmp:
+        if not args.quick:
+            if vocabulary_or_skip(report, Path(tmp)):
+                report.write(args.json)
+                return SKIPPED
+            found = report.details["vocabulary"]
+            shape = {**shape, "new": found["new"], "rows": found["rows"],
+                     "aliases_file": found["aliases_file"]}
+        measured = ["bfloat16" if variant.endswith("bf16") else "float32"]  # the precision run
         for label, (base, seq) in sizes.items():
-            case = {**shape, "base": base, "seq": seq}
+            case = {**shape, "base": base, "seq": seq, "peak_dtypes": measured}
             model_dir = Path(tmp) / "model"
             spawn("build", case, model_dir, Path(tmp) / "build.json")
             found: dict[str, Any] = spawn(variant, case, model_dir, Path(tmp) / "run.json")

@@ -106,7 +106,7 @@ def test_zipf_ceiling_keeps_coinages_and_drops_common_english():
 
 def test_min_length_min_count_and_stopwords():
     text = "bababadal bababadal shem shem onlyonce coinword coinword"
-    result = build_lexicon(text, stopwords={"coinword"})
+    result = build_lexicon(text, min_count=2, stopwords={"coinword"})
     reasons = {row.word: row.reason for row in result.rows}
     assert result.words == ["bababadal"]
     assert reasons == {"bababadal": "", "shem": "too_short", "onlyonce": "rare", "coinword": "stopword"}
@@ -190,7 +190,8 @@ def corpus(tmp_path):
 
 def test_cli_writes_lexicon_and_scored_csv(corpus, tmp_path):
     out, scored = tmp_path / "lexicon.txt", tmp_path / "scored.csv"
-    result = CliRunner().invoke(cli, ["lexicon", "build", str(corpus), "-o", str(out), "--scored", str(scored)])
+    result = CliRunner().invoke(cli, ["lexicon", "build", str(corpus), "-o", str(out), "--scored",
+                                      str(scored), "--min-count", "2"])
     assert result.exit_code == 0, result.output
     words = out.read_text(encoding="utf-8").splitlines()
     assert words[0] == "wakeisland"  # the most frequent coinage first
@@ -202,11 +203,47 @@ def test_cli_writes_lexicon_and_scored_csv(corpus, tmp_path):
     assert {r["word"] for r in rows if r["kept"] == "yes"} == set(words)
     assert {r["reason"] for r in rows if r["kept"] == "no"} <= {"too_short", "rare", "stopword", "common",
                                                                   "fragment"}
-    assert "candidates" in result.output and "kept" in result.output and "common" in result.output
+    # the closing table: kept and dropped by reason, with counts and examples
+    lines = {line.split("  ")[0].strip(): line for line in result.output.splitlines()}
+    assert lines["kept"].split()[1] == "3" and "wakeisland" in lines["kept"]
+    assert "dropped: rare" in lines and "passencore" in lines["dropped: rare"]
+    assert "dropped: common" in lines and "candidates" in lines
     # the same input gives the same bytes
     again = tmp_path / "again.txt"
-    assert CliRunner().invoke(cli, ["lexicon", "build", str(corpus), "-o", str(again)]).exit_code == 0
+    assert CliRunner().invoke(cli, ["lexicon", "build", str(corpus), "-o", str(again),
+                                    "--min-count", "2"]).exit_code == 0
     assert again.read_bytes() == out.read_bytes()
+
+
+def test_cli_defaults_keep_coinages_used_once_as_the_study_did(tmp_path):
+    """On a long text whose coinages mostly occur once (as the Wake's do), the defaults keep
+    them all and only them: ordinary English, stop words and fragments go."""
+    import random
+
+    from wake2vec.testing import english_text
+
+    rng = random.Random(4)
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    coinages = sorted({"".join(rng.choice(letters) for _ in range(rng.randint(6, 11)))
+                       for _ in range(400)})
+    lines = english_text(200_000, seed=4, vocabulary=6000).splitlines()  # ordinary words
+    for n, word in enumerate(coinages):  # each once, at a random spot; a few twice
+        lines[rng.randrange(len(lines))] += f" {word}" + (f" ({word})" if n % 10 == 0 else "")
+    path = tmp_path / "book.txt"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = tmp_path / "lexicon.txt"
+    result = CliRunner().invoke(cli, ["lexicon", "build", str(path), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    kept = set(out.read_text(encoding="utf-8").splitlines())
+    from wordfreq import zipf_frequency
+
+    unknown = {w for w in coinages if zipf_frequency(w, "en") == 0}
+    assert len(unknown) > 350 and unknown <= kept  # every coinage, hapaxes included
+    assert len(kept - set(coinages)) < 0.05 * len(kept)  # little else
+    once = CliRunner().invoke(cli, ["lexicon", "build", str(path), "-o", str(tmp_path / "two.txt"),
+                                    "--min-count", "2"])
+    recurring = set((tmp_path / "two.txt").read_text(encoding="utf-8").splitlines())
+    assert once.exit_code == 0 and len(recurring & unknown) < 0.2 * len(unknown)
 
 
 def test_cli_refuses_to_overwrite_without_force(corpus, tmp_path):

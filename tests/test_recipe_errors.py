@@ -130,3 +130,33 @@ def test_traceback_only_on_request(cli, tmp_path: Path, monkeypatch):
     monkeypatch.setenv("WAKE2VEC_DEBUG", "1")
     with pytest.raises(RecipeError):
         cli("validate", str(recipe))
+
+
+@pytest.mark.parametrize("word", ["null", "none", "None", " NULL "])
+def test_set_null_removes_an_optional_key(cli, tmp_path: Path, word):
+    import json
+
+    with_morphemes = BASE.replace('seq_len = 64', 'seq_len = 64\nmorphemes = "@DATA@/demo_morphemes.csv"')
+    recipe = write_recipe(tmp_path / "ok.toml", with_morphemes)
+    result = cli("validate", str(recipe), "--json")
+    assert json.loads(result.output)["data"]["morphemes"].endswith("demo_morphemes.csv")
+    result = cli("validate", str(recipe), "--json", "--set", f"data.morphemes={word}")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["data"]["morphemes"] is None  # its default, not a file "null"
+    # a required key removed is the error it would be in the file
+    result = cli("validate", str(recipe), "--set", "data.lexicon=null")
+    assert result.exit_code == 2 and "data.lexicon: required key is missing" in result.output
+
+
+def test_set_reads_toml_values(cli, tmp_path: Path):
+    import json
+
+    recipe = write_recipe(tmp_path / "ok.toml", BASE)
+    result = cli("validate", str(recipe), "--json", "--set", "phases[0].learning_rate=5e-4",
+                 "--set", 'run.name="quoted-name"', "--set", "data.lexicon_in_training=true",
+                 "--set", "injection.initializer.params={ alpha = 0.5 }")
+    assert result.exit_code == 0, result.output
+    resolved = json.loads(result.output)
+    assert resolved["phases"][0]["learning_rate"] == 5e-4 and resolved["run"]["name"] == "quoted-name"
+    assert resolved["data"]["lexicon_in_training"] is True
+    assert resolved["injection"]["initializer"]["params"] == {"alpha": 0.5}

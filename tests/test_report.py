@@ -55,6 +55,11 @@ def test_summary_states_the_model_and_every_phase_result(run, page):
     summary = page[page.index('<section id="summary">') : page.index('<section id="injection">')]
     assert "untied (own output rows)" in summary  # the demo model ships untied
     assert f"{manifest['injection']['new_ids']:,}" in summary
+    # written once the run completed: it says so, and nothing says running
+    assert manifest["status"] == "completed"
+    header = page[: page.index('<section id="summary">')]
+    assert '<span class="badge completed">completed</span>' in header
+    assert "running" not in header and "running" not in summary
     table = summary[summary.index('id="phase-table"') :]
     for name, record in manifest["phases"].items():
         ev = record["evaluation"]

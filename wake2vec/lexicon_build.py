@@ -1,4 +1,4 @@
-"""Mine a lexicon from a text: the recurrent word types that general English does not know.
+"""Mine a lexicon from a text: the word types that general English does not know.
 
 Word types are runs of letters (accented letters and combining marks included) joined by
 internal apostrophes (``'`` or ``’``) or hyphens, lower-cased: ``o'wetnarrow``,
@@ -12,7 +12,8 @@ orders of magnitude more frequent it is in the text than in English,
 A type is kept unless, checked in this order, it is
 
 ``too_short``  shorter than ``min_length`` characters;
-``rare``       seen fewer than ``min_count`` times;
+``rare``       seen fewer than ``min_count`` times (default 1: a coinage the text uses once is
+               kept, as most of the study's 44,990 words are; 2 keeps recurring words only);
 ``stopword``   in the stop-word list;
 ``common``     above the Zipf ceiling (ordinary English);
 ``fragment``   a truncated piece of a common English word (rule below).
@@ -107,6 +108,19 @@ class LexiconBuild:
         dropped = ", ".join(f"{reason} {n}" for reason, n in self.dropped().items())
         return f"{len(self.rows)} candidates, {len(self.words)} kept; dropped: {dropped}"
 
+    def table(self, examples: int = 3) -> str:
+        """Kept and dropped counts by reason, a few words of each, as lines to print."""
+        rows = [("kept", len(self.words), [r.word for r in self.rows if r.kept][:examples])]
+        for reason in REASONS:
+            found = [r.word for r in self.rows if not r.kept and r.reason == reason]
+            rows.append((f"dropped: {reason}", len(found), found[:examples]))
+        width = max(len(label) for label, _, _ in rows)
+        digits = max(len(f"{n:,}") for _, n, _ in rows)
+        lines = [f"{'':{width}}  {'words':>{digits}}  examples"]
+        lines += [f"{label:{width}}  {n:>{digits},}  {', '.join(words)}" for label, n, words in rows]
+        lines.append(f"{'candidates':{width}}  {len(self.rows):>{digits},}")
+        return "\n".join(lines)
+
     def write_words(self, stream: IO[str]) -> None:
         """One kept word per line."""
         stream.writelines(f"{word}\n" for word in self.words)
@@ -174,7 +188,7 @@ def build_lexicon(
     text: str,
     *,
     min_length: int = 5,
-    min_count: int = 2,
+    min_count: int = 1,
     zipf_ceiling: float = 3.0,
     stopwords: Iterable[str] = DEFAULT_STOPWORDS,
     keep_fragments: bool = False,

@@ -110,6 +110,11 @@ def execute(recipe: Recipe, *, source: str, overrides: list[str], run_dir: Path 
     try:
         _run_steps(recipe, run, info, registry, hook, resume, procs)
         status = "completed"
+        if procs.main and recipe.report.html:  # written once the manifest says completed
+            from wake2vec.report import write_report
+
+            run.set_status(status)
+            write_report(run.path, run.manifest, recipe.report.title)
     except KeyboardInterrupt:
         status = "interrupted"
         raise
@@ -370,10 +375,6 @@ def _run_steps(recipe: Recipe, run: RunDir, info: RunInfo, registry: Registry, h
     saved = save_beside_model(tokenizer, final / "model")
     run.manifest.setdefault("final", {}).update(saved)
     run.save_manifest()
-    from wake2vec.report import write_report
-
-    if recipe.report.html:
-        write_report(run.path, run.manifest, recipe.report.title)
 
 
 def phase_seed(seed: int, index: int) -> int:

@@ -25,8 +25,10 @@ def lexicon() -> None:
               help="Also write every candidate with count, Zipf, score and decision (CSV) for audit.")
 @click.option("--min-length", default=5, show_default=True, type=click.IntRange(min=1),
               help="Drop words shorter than this many characters.")
-@click.option("--min-count", default=2, show_default=True, type=click.IntRange(min=1),
-              help="Drop words seen fewer times than this in the text.")
+@click.option("--min-count", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Drop words seen fewer times than this in the text. The default keeps coinages "
+                   "used once, as the study's lexicon does (most Wake coinages occur once); 2 "
+                   "keeps recurring words only.")
 @click.option("--zipf-ceiling", default=3.0, show_default=True, type=float,
               help="Drop words whose English Zipf frequency (wordfreq) is above this. Every word "
                    "of the study's 44,990-word Wake lexicon is at or below 3.0.")
@@ -44,9 +46,9 @@ def build(text: Path, output: Path, scored: Path | None, min_length: int, min_co
     """Mine TEXT for word types that general English does not know and write them to OUTPUT.
 
     TEXT is cleaned first (e-book banners, OCR double spaces, line-break hyphenation). Words
-    are kept when they are long enough, recur, are no stop words, lie at or below the Zipf
-    ceiling, and are not truncated pieces of common words. Existing outputs are only
-    replaced with --force.
+    are kept when they are long enough, occur --min-count times, are no stop words, lie at or
+    below the Zipf ceiling, and are not truncated pieces of common words. A table of kept and
+    dropped words by reason ends the output. Existing outputs are only replaced with --force.
 
     \b
     Example:
@@ -71,7 +73,8 @@ def build(text: Path, output: Path, scored: Path | None, min_length: int, min_co
     _write_atomic(output, result.write_words)
     if scored is not None:
         _write_atomic(scored, result.write_csv)
-    click.echo(f"{output}: {result.summary()}")
+    click.echo(f"{output}: {len(result.words):,} words written")
+    click.echo(result.table())
 
 
 def _check_outputs(source: Path, outputs: list[Path], force: bool) -> None:

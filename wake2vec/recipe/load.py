@@ -96,8 +96,13 @@ def pydantic_problems(exc: ValidationError, model: type[BaseModel], prefix: tupl
 # --------------------------------------------------------------------------- --set
 
 
+UNSET = object()  # --set KEY=null: remove KEY, so it takes its default
+_UNSET_WORDS = ("null", "none")
+
+
 def parse_override(text: str) -> tuple[list[str | int], Any]:
-    """``a.b[0].c=value`` or ``a.b.0.c=value``; the value is read as TOML, else as a string."""
+    """``a.b[0].c=value`` or ``a.b.0.c=value``; the value is read as TOML, else as a string;
+    ``null`` or ``none`` (any case) is ``UNSET``."""
     if "=" not in text:
         raise UserInputError(f"--set {text!r}: expected KEY=VALUE")
     key, raw = text.split("=", 1)
@@ -105,6 +110,8 @@ def parse_override(text: str) -> tuple[list[str | int], Any]:
     parts: list[str | int] = [int(p) if p.isdigit() else p for p in key.split(".")]
     if not key or any(p == "" for p in parts):
         raise UserInputError(f"--set {text!r}: {key!r} is not a dotted key path")
+    if raw.strip().lower() in _UNSET_WORDS:
+        return parts, UNSET
     try:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
@@ -125,6 +132,8 @@ def apply_override(data: dict[str, Any], parts: list[str | int], value: Any, tex
                 raise RecipeError(
                     "--set", [(format_path(parts), f"{where} has {len(node)} entr{'y' if len(node) == 1 else 'ies'} ({text!r})")]
                 )
+            if last and value is UNSET:
+                raise RecipeError("--set", [(format_path(parts), f"a list entry cannot be removed ({text!r})")])
             if last:
                 node[part] = value
             else:
@@ -132,7 +141,9 @@ def apply_override(data: dict[str, Any], parts: list[str | int], value: Any, tex
             continue
         if not isinstance(node, dict):
             raise RecipeError("--set", [(format_path(parts), f"{where} is not a table ({text!r})")])
-        if last:
+        if last and value is UNSET:
+            node.pop(part, None)
+        elif last:
             node[part] = value
         else:
             node = node.setdefault(part, {})

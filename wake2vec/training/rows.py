@@ -153,6 +153,7 @@ class RowHead(nn.Module):
         self.result: torch.Tensor | None = None
         self.fusable: bool | None = None  # the model's logits are this head's output (probed once)
         self.original: torch.Tensor | None = None  # the weight's new rows before staging
+        self.staged: torch.Tensor | None = None  # the owners' rows in the weight's dtype (paired)
 
     @property
     def weight(self) -> torch.Tensor:
@@ -220,12 +221,23 @@ class RowHead(nn.Module):
             hidden.to(weight.dtype), self.rows, self, targets.reshape(-1), chunk_tokens
         )
 
+    @property
+    def paired(self) -> bool:
+        """Whether :meth:`nll` computes the owners' products only (contiguous new ids with
+        aliases): an alias's logit is its owner's plus the hidden state's product with the shift,
+        so its row's product is never formed."""
+        return self.span is not None and self.rowmap.slots is not None
+
     def stage(self) -> None:
-        """Copy the current rows (rounded to the weight's dtype) into the frozen weight's new
-        rows; the first time, keep the rows found there so :meth:`unstage` can put them back."""
+        """Copy the current rows (rounded to the weight's dtype) where :meth:`nll` reads them:
+        for :attr:`paired` ids into ``staged`` (one row per owner), otherwise into the frozen
+        weight's new rows (the first time keeping the rows found there, so :meth:`unstage` can
+        put them back)."""
         weight = self.base.weight
         with torch.no_grad():
-            if self.span is not None:
+            if self.paired:
+                self.staged = self.rows.detach().to(weight.dtype)
+            elif self.span is not None:
                 lo, hi = self.span
                 if self.original is None:
                     self.original = weight[lo:hi].clone()
@@ -274,7 +286,7 @@ class _ChunkedHeadNLL(torch.autograd.Function):
             picked = keep[start : start + chunk_tokens]
             h = flat.index_select(0, picked)
             t = targets.index_select(0, picked).unsqueeze(1)
-            logits = F.linear(h, weight, bias)
+            logits = _paired_logits(head, h) if head.paired else F.linear(h, weight, bias)
             probs = torch.softmax(logits, dim=1)
             chosen = probs.gather(1, t).float()
             lost = chosen == 0  # the target's probability underflowed: use the exact form
@@ -291,15 +303,18 @@ class _ChunkedHeadNLL(torch.autograd.Function):
             grad = probs  # d(sum NLL)/d(logits) = softmax - one_hot(target), in place
             at = (torch.arange(len(picked), device=t.device), t.squeeze(1))
             grad[at] = grad[at] - 1.0
-            if want_hidden:
-                grad_hidden.index_copy_(0, picked, grad @ weight)
-            if want_rows:
-                span = slice(start, start + len(picked))
+            per_row = None
+            if want_rows or head.paired:
                 if head.span is not None:
                     per_id = grad[:, head.span[0] : head.span[1]]
                 else:
                     per_id = grad.index_select(1, head.new_ids)
-                new_grads[span] = head.rowmap.fold(per_id)  # an alias's gradient is its owner's
+                per_row = head.rowmap.fold(per_id)  # an alias's gradient is its owner's
+            if want_hidden:
+                back = _paired_back(head, grad, per_row) if head.paired else grad @ weight
+                grad_hidden.index_copy_(0, picked, back)
+            if want_rows:
+                new_grads[start : start + len(picked)] = per_row
             del grad, probs
         grad_rows = None
         if want_rows:
@@ -320,6 +335,42 @@ class _ChunkedHeadNLL(torch.autograd.Function):
         if want_rows:
             grad_rows = saved.pop(0) * grad_total
         return grad_hidden, grad_rows, None, None, None
+
+
+def _paired_logits(head: RowHead, h: torch.Tensor) -> torch.Tensor:
+    """The head's logits for ``h`` in the weight's dtype, with the owners' products from the
+    staged rows and each alias's logit its owner's plus ``h . shift``."""
+    weight, bias = head.base.weight, getattr(head.base, "bias", None)
+    lo, hi = head.span
+    rowmap = head.rowmap
+    new = F.linear(h, head.staged).index_select(1, rowmap.slots)
+    if head.shift is not None:
+        shift = head.shift.to(device=h.device, dtype=h.dtype)
+        new = new + (h @ shift).unsqueeze(1) * rowmap.alias.squeeze(1).to(h.dtype)
+    if bias is not None:
+        new = new + bias[lo:hi]
+    parts = [new]
+    if lo > 0:
+        parts.insert(0, F.linear(h, weight[:lo], None if bias is None else bias[:lo]))
+    if hi < weight.shape[0]:
+        parts.append(F.linear(h, weight[hi:], None if bias is None else bias[hi:]))
+    return torch.cat(parts, dim=1) if len(parts) > 1 else new
+
+
+def _paired_back(head: RowHead, grad: torch.Tensor, per_row: torch.Tensor) -> torch.Tensor:
+    """``grad @ W`` for the logits of :func:`_paired_logits`, with the new ids' part taken
+    through the owners' rows (``per_row``: the gradient folded onto them) and the shift."""
+    weight = head.base.weight
+    lo, hi = head.span
+    back = per_row @ head.staged
+    if lo > 0:
+        back = back + grad[:, :lo] @ weight[:lo]
+    if hi < weight.shape[0]:
+        back = back + grad[:, hi:] @ weight[hi:]
+    if head.shift is not None:
+        aliases = grad[:, lo:hi] @ head.rowmap.alias.to(grad.dtype)  # (tokens, 1)
+        back = back + aliases * head.shift.to(device=grad.device, dtype=grad.dtype)
+    return back
 
 
 @dataclass
