@@ -11,6 +11,9 @@ import pytest
 from click.testing import CliRunner
 
 REPO = Path(__file__).resolve().parent.parent
+# a subprocess that takes longer than this has hung: a guard, never the thing a test asserts
+# (a busy machine may take many times the usual time; no test may fail because of that)
+HANG_GUARD_S = 3600
 RECIPES = REPO / "recipes"
 DATA = REPO / "data"
 

@@ -8,7 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from conftest import DATA, RECIPES
+from conftest import DATA, HANG_GUARD_S, RECIPES
 
 # one tiny phase and cheap analysis, so that a run of the demo recipe takes seconds
 TINY: tuple[str, ...] = (
@@ -35,7 +35,7 @@ def set_args(*overrides: str) -> list[str]:
     return [arg for override in overrides for arg in ("--set", override)]
 
 
-def run_recipe(recipe: Path, out: Path, *args: str, timeout: int = 600) -> Path:
+def run_recipe(recipe: Path, out: Path, *args: str, timeout: int = HANG_GUARD_S) -> Path:
     """``wake2vec run RECIPE --output-dir OUT ARGS`` in a fresh process; fails the test with the
     end of its stderr unless it exits 0. Returns ``out``."""
     proc = subprocess.run(

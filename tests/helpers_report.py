@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from conftest import HANG_GUARD_S
+
 REPO = Path(__file__).resolve().parent.parent
 RECIPE = REPO / "recipes" / "three_phase.toml"
 # The loader refuses a lexicon with an entry holding spaces, so this one reaches the report as a
@@ -83,7 +85,7 @@ def make_report_run(root: Path) -> Path:
         f"data.lexicon={json.dumps(str(lexicon))}",
         *SHORT,
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert proc.returncode == 0, proc.stderr[-3000:]
     last = sorted(run.glob("[0-9][0-9]-*"))[-1] / "metrics.json"
     metrics = json.loads(last.read_text(encoding="utf-8"))

@@ -11,6 +11,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from conftest import HANG_GUARD_S
 
 REPO = Path(__file__).resolve().parent.parent
 RECIPE = REPO / "recipes" / "three_phase.toml"
@@ -26,7 +27,7 @@ def run_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("archive") / "demo"
     proc = subprocess.run(
         [sys.executable, "-m", "wake2vec", "run", str(RECIPE), "--output-dir", str(out), *SHORT],
-        capture_output=True, text=True, timeout=300)
+        capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out
 

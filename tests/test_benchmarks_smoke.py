@@ -9,6 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import HANG_GUARD_S
+
+pytestmark = pytest.mark.bench
 
 REPO = Path(__file__).resolve().parents[1]
 RUN = REPO / "benchmarks" / "run.py"
@@ -23,7 +26,7 @@ def quick_results(tmp_path_factory) -> dict:
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=900,  # the quick P1 run starts five Python processes
+        timeout=HANG_GUARD_S,  # the quick P1 run starts five Python processes
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "targets met:" in proc.stdout
@@ -80,7 +83,7 @@ def test_only_selects_benchmarks(tmp_path):
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=HANG_GUARD_S,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert list(json.loads(out.read_text(encoding="utf-8"))["benchmarks"]) == ["cli"]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import HANG_GUARD_S
 from helpers_inputs import run_recipe
 
 from wake2vec.errors import UserInputError
@@ -193,7 +194,7 @@ def test_a_branch_killed_mid_phase_resumes_to_the_same_result(two_branches, tmp_
     env = dict(os.environ, WAKE2VEC_TEST_KILL="checkpoint:p2-last:2",
                PYTHONPATH=os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH")) if p))
     killed = subprocess.run([sys.executable, "-m", "wake2vec", "run", str(BRANCHES), "--output-dir", str(out),
-                             *BRANCH_SETTINGS], capture_output=True, text=True, timeout=600, env=env)
+                             *BRANCH_SETTINGS], capture_output=True, text=True, timeout=HANG_GUARD_S, env=env)
     assert killed.returncode == -9, killed.stderr[-2000:]
     assert json.loads((out / "manifest.json").read_text())["phases"]["p2-last"]["status"] == "running"
     run_recipe(BRANCHES, out, *BRANCH_SETTINGS, "--resume")

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import RECIPES
+from conftest import HANG_GUARD_S, RECIPES
 
 PROBE = """
 import sys
@@ -29,7 +29,7 @@ finally:
     ["list-plugins", "--json"],
 ], ids=["help", "run-help", "validate", "list-plugins", "list-plugins-json"])
 def test_light_commands_do_not_import_torch(args):
-    proc = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert proc.returncode == 0, proc.stderr
     assert "HEAVY=\n" in proc.stderr or proc.stderr.rstrip().endswith("HEAVY="), proc.stderr
 
@@ -65,7 +65,7 @@ def test_usage_error_exits_2(cli):
 
 def test_console_script_runs(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "wake2vec", "list-plugins", "--json"],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["plugins"]
 

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import RECIPES
+from conftest import HANG_GUARD_S, RECIPES
 
 pytestmark = pytest.mark.slow
 
@@ -51,7 +51,7 @@ def _gloo_available() -> bool:
     if not (dist.is_available() and dist.is_gloo_available()):
         return False
     probe = subprocess.run([sys.executable, "-c", PROBE, str(_free_port())],
-                           capture_output=True, text=True, timeout=60)
+                           capture_output=True, text=True, timeout=HANG_GUARD_S)
     return probe.returncode == 0
 
 
@@ -85,7 +85,7 @@ def _single(out: Path, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "wake2vec", "run",
                            str(RECIPES / "three_phase.toml"), "--output-dir", str(out),
                            *SETTINGS, *extra],
-                          capture_output=True, text=True, env=_env(), timeout=300)
+                          capture_output=True, text=True, env=_env(), timeout=HANG_GUARD_S)
 
 
 def _launched(out: Path, *extra: str) -> subprocess.CompletedProcess:
@@ -96,7 +96,7 @@ def _launched(out: Path, *extra: str) -> subprocess.CompletedProcess:
               "--dynamo_backend", "no", "--main_process_port", str(_free_port())]
     return subprocess.run([*launch, "-m", "wake2vec", "run", str(RECIPES / "three_phase.toml"),
                            "--output-dir", str(out), *SETTINGS, *extra],
-                          capture_output=True, text=True, env=_env(), timeout=300)
+                          capture_output=True, text=True, env=_env(), timeout=HANG_GUARD_S)
 
 
 def _history(run_dir: Path, phase: str) -> list[dict]:

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import RECIPES
+from conftest import HANG_GUARD_S, RECIPES
 from helpers_inputs import plugin_site
 from helpers_training import build_setup, make_ctx
 from safetensors.torch import load_file
@@ -48,6 +48,8 @@ from wake2vec_plugins.phases.embed_only import EmbedOnly
 from wake2vec.errors import TrainingError
 from wake2vec.training import checkpoint as ckpt
 from wake2vec.training import loop
+
+pytestmark = pytest.mark.faults
 
 # --------------------------------------------------------------------------- subprocess runs
 
@@ -193,7 +195,7 @@ def _start(out: Path, site: Path, fault: str = "", resume: bool = False) -> subp
 
 def _run(out: Path, site: Path, fault: str = "", resume: bool = False) -> tuple[int, str]:
     proc = _start(out, site, fault, resume)
-    _, err = proc.communicate(timeout=600)
+    _, err = proc.communicate(timeout=HANG_GUARD_S)
     return proc.returncode, err
 
 
@@ -326,7 +328,7 @@ def test_a_second_resume_is_refused_by_the_lock_and_the_first_completes(
     assert code == -9, err[-3000:]
     first = _start(out, fault_site, "pause:p2:2", resume=True)
     paused = out.parent / f"{out.name}.faults.paused"
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + HANG_GUARD_S
     while not paused.exists():
         assert first.poll() is None, first.communicate()[1][-3000:]
         assert time.monotonic() < deadline
@@ -339,7 +341,7 @@ def test_a_second_resume_is_refused_by_the_lock_and_the_first_completes(
     after = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert after == before  # the refused process wrote nothing
     (out.parent / f"{out.name}.faults.go").touch()
-    _, err = first.communicate(timeout=600)
+    _, err = first.communicate(timeout=HANG_GUARD_S)
     assert first.returncode == 0, err[-3000:]
     _assert_same_training(out, reference)
 

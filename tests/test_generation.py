@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import HANG_GUARD_S
 from helpers_training import NEW_WORDS, corpus_text, inject, tiny_model, train_tokenizer
 
 from wake2vec.generation import MEASURES, mean_measures, measure, probe, words_of
@@ -140,7 +141,7 @@ def test_probe_counts_the_new_ids_of_the_continuation_only(tiny):
 def _run(out: Path, *extra: str) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "wake2vec", "run", str(RECIPE), "--output-dir", str(out), *SHORT, *extra],
-        capture_output=True, text=True, timeout=300)
+        capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from conftest import HANG_GUARD_S
 from wake2vec_plugins.observers.mirror import _try_sync, sync
 
 REPO = Path(__file__).resolve().parent.parent
@@ -75,7 +76,7 @@ def test_a_run_is_mirrored_and_survives_its_mirror_vanishing(tmp_path):
     cmd = [sys.executable, "-m", "wake2vec", "run", str(RECIPE), "--output-dir", str(out), *SHORT,
            "--set", f"run.mirror_dir='{drive}'"]
     # first: a whole run, mirrored
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert proc.returncode == 0, proc.stderr[-3000:]
     local, mirrored = _files(out), _files(drive / "demo")
     for name in ("manifest.json", "01-p1/metrics.json", "03-p3/new_rows.safetensors",
@@ -94,7 +95,7 @@ def test_a_run_is_mirrored_and_survives_its_mirror_vanishing(tmp_path):
     pulled = threading.Event()
 
     def pull_the_drive() -> None:
-        deadline = time.monotonic() + 300
+        deadline = time.monotonic() + HANG_GUARD_S
         while time.monotonic() < deadline and proc.poll() is None:
             if any((drive / "second").glob("01-p1/checkpoints/step-*/state.json")):
                 shutil.rmtree(drive, ignore_errors=True)
@@ -104,7 +105,7 @@ def test_a_run_is_mirrored_and_survives_its_mirror_vanishing(tmp_path):
 
     watcher = threading.Thread(target=pull_the_drive)
     watcher.start()
-    _, err = proc.communicate(timeout=600)
+    _, err = proc.communicate(timeout=HANG_GUARD_S)
     watcher.join()
     assert pulled.is_set(), "the run ended before its first checkpoint reached the mirror"
     assert proc.returncode == 0, err[-3000:]

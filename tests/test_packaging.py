@@ -8,7 +8,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from conftest import HANG_GUARD_S, REPO
 
 
 @pytest.mark.slow
@@ -17,7 +17,7 @@ def test_wheel_contains_every_plugin(tmp_path: Path):
 
     proc = subprocess.run(
         [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(tmp_path), str(REPO)],
-        capture_output=True, text=True, timeout=300)
+        capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     wheel = next(tmp_path.glob("wake2vec-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import RECIPES
+from conftest import HANG_GUARD_S, RECIPES
 from helpers_inputs import plugin_site
 
 pytestmark = pytest.mark.slow
@@ -47,7 +47,7 @@ def _run(out: Path, site: Path, *extra: str, kill: str = "") -> subprocess.Compl
     env = dict(os.environ, PYTHONPATH=str(site), WAKE2VEC_TEST_KILL=kill)
     return subprocess.run([sys.executable, "-m", "wake2vec", "run", str(RECIPES / "three_phase.toml"),
                            "--output-dir", str(out), *SETTINGS, *extra],
-                          capture_output=True, text=True, env=env, timeout=600)
+                          capture_output=True, text=True, env=env, timeout=HANG_GUARD_S)
 
 
 def _losses(run_dir: Path, phase: str) -> list[tuple[int, str, float]]:

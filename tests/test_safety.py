@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import DATA, REPO, FakeDistributions
+from conftest import DATA, HANG_GUARD_S, REPO, FakeDistributions
 from helpers_inputs import TINY, demo_recipe, set_args
 
 SOURCES = (REPO / "wake2vec", REPO / "plugins")
@@ -350,7 +350,7 @@ def test_offline_mode_gives_a_clear_answer_not_a_hang(tmp_path, model):
         cwd=tmp_path,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=HANG_GUARD_S,
     )
     elapsed = time.monotonic() - started
     output = proc.stdout + proc.stderr

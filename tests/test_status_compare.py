@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import HANG_GUARD_S
 
 from wake2vec.monitor import read_jsonl, run_status
 
@@ -38,7 +39,7 @@ def _run(out: Path, *extra: str) -> subprocess.Popen:
 
 
 def _finish(proc: subprocess.Popen) -> None:
-    _, err = proc.communicate(timeout=300)
+    _, err = proc.communicate(timeout=HANG_GUARD_S)
     assert proc.returncode == 0, err[-3000:]
 
 
@@ -179,7 +180,7 @@ def test_status_and_compare_do_not_import_torch(runs):
         "        assert not exc.code, exc.code\n"
         "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().endswith("NO-TORCH")
 
@@ -189,7 +190,7 @@ def test_status_follows_a_run_in_another_process(cli, runs, tmp_path):
     proc = _run(run, "--set", "phases[0].steps=5000", "--set", "phases[0].eval_every=1000")
     seen = None
     try:
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + HANG_GUARD_S
         while time.monotonic() < deadline and proc.poll() is None:
             if (run / "manifest.json").is_file() or (run / "run.lock").is_file():
                 [status] = _status_json(cli, run)
