@@ -62,7 +62,7 @@ def lexicon_words(count: int) -> list[str]:
     when the shared lexicon is absent)."""
     words: list[str] = []
     if LEXICON.is_file():
-        from wake2vec.lexicon import load_lexicon
+        from wake2vec.vocab.lexicon import load_lexicon
 
         words = load_lexicon(LEXICON).words[:count]
     rng = random.Random(3)
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     from wake2vec_plugins.initializers.basic import Compositional, Mean, Spherical, SubwordMean
 
     from wake2vec.api import InitContext
-    from wake2vec.morphology import load_morphology
+    from wake2vec.vocab.morphology import load_morphology
 
     args = parse_args(__doc__.splitlines()[0], argv)
     sizes = QUICK if args.quick else FULL

@@ -90,8 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"SKIPPED: {report.skipped}")
         report.write(args.json)
         return SKIPPED
-    from wake2vec.lexicon import load_lexicon
     from wake2vec.testing import AssetUnavailable, lexicon_text, real_tokenizer_dir
+    from wake2vec.vocab.lexicon import load_lexicon
 
     try:
         folders = {name: real_tokenizer_dir(name) for name in CASES}

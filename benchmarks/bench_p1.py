@@ -74,8 +74,8 @@ def count_child(out: str) -> None:
     from transformers import AutoTokenizer
     from wake2vec_plugins.injectors.whole_word import WholeWord
 
-    from wake2vec.lexicon import load_lexicon
     from wake2vec.testing import real_tokenizer_dir
+    from wake2vec.vocab.lexicon import load_lexicon
 
     base = AutoTokenizer.from_pretrained(real_tokenizer_dir("llama2"))
     injection = WholeWord().inject(base, load_lexicon(LEXICON).words)
@@ -136,7 +136,7 @@ def blocks(case: dict[str, Any], count: int, seed: int):
 
 
 class BenchData:
-    """The slice of ``wake2vec.data.DataBundle`` the training loop reads."""
+    """The slice of ``wake2vec.training.data.DataBundle`` the training loop reads."""
 
     def __init__(self, case: dict[str, Any]):
         self.train = blocks(case, 64, seed=1)

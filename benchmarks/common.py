@@ -134,49 +134,8 @@ def cpu_facts() -> dict[str, Any]:
 from wake2vec.testing import english_text  # noqa: E402,F401
 
 
-def _vocab_and_merges(tokenizer: Any) -> tuple[dict[str, int], list[tuple[str, str]]]:
-    model = json.loads(tokenizer.to_str())["model"]
-    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in model["merges"]]
-    return model["vocab"], merges
-
-
 def train_spm_tokenizer(directory: Path, text: str, vocab_size: int) -> Any:
-    """A Llama-style tokenizer (Metaspace ``▁``, BPE with byte fallback, BOS) trained on ``text``,
-    saved with save_pretrained and loaded back with AutoTokenizer, as a hub model's would be."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-    from transformers import AutoTokenizer, LlamaTokenizer
+    """``wake2vec.testing.train_spm_tokenizer`` on the lines of ``text``."""
+    from wake2vec.testing import train_spm_tokenizer as train
 
-    raw = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True))
-    raw.pre_tokenizer = pre_tokenizers.Metaspace(
-        replacement="▁", prepend_scheme="first", split=True
-    )
-    specials = ["<unk>", "<s>", "</s>"] + [f"<0x{i:02X}>" for i in range(256)]
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=specials, show_progress=False
-    )
-    raw.train_from_iterator(text.splitlines(), trainer)
-    vocab, merges = _vocab_and_merges(raw)
-    LlamaTokenizer(vocab=vocab, merges=merges, add_bos_token=True).save_pretrained(directory)
-    return AutoTokenizer.from_pretrained(directory)
-
-
-def train_byte_level_tokenizer(directory: Path, text: str, vocab_size: int) -> Any:
-    """A GPT-2-style byte-level BPE tokenizer trained on ``text`` (saved and reloaded)."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-    from transformers import AutoTokenizer, GPT2Tokenizer
-
-    raw = Tokenizer(models.BPE())
-    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=["<|endoftext|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    raw.train_from_iterator(text.splitlines(), trainer)
-    vocab, merges = _vocab_and_merges(raw)
-    GPT2Tokenizer(vocab=vocab, merges=merges).save_pretrained(directory)
-    return AutoTokenizer.from_pretrained(directory)
-
-
-TOKENIZERS = {"spm": train_spm_tokenizer, "byte-level": train_byte_level_tokenizer}
+    return train(directory, text.splitlines(), vocab_size)

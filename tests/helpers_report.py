@@ -95,7 +95,7 @@ def make_report_run(root: Path) -> Path:
     injection["rejected"]["items"].append([XSS_ENTRY, "contains whitespace (U+0020 SPACE)"])
     injection["rejected"]["count"] += 1
     (run / "injection.json").write_text(json.dumps(injection), encoding="utf-8")
-    from wake2vec.report import write_report
+    from wake2vec.analysis.report import write_report
 
     manifest = json.loads((run / "manifest.json").read_text(encoding="utf-8"))
     write_report(run, manifest)

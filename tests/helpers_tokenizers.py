@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from wake2vec.testing import retrained_as
+
 ENGLISH = """\
 The river ran past the church and the old house, from the shore to the bend of the bay.
 Where through the night the shore brings those voices back, the children sing and the fire
@@ -21,72 +23,28 @@ Somewhere in the west there were islands, and beyond them the sea, and further s
 TEXT = (ENGLISH + "\n") * 20
 
 
-def _vocab_and_merges(tokenizer) -> tuple[dict[str, int], list[tuple[str, str]]]:
-    import json
-
-    model = json.loads(tokenizer.to_str())["model"]
-    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in model["merges"]]
-    return model["vocab"], merges
-
-
 def build_spm_tokenizer(directory: Path, vocab_size: int = 700):
     """A Llama tokenizer (Metaspace, byte fallback, BOS added) trained on ``TEXT``."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-    from transformers import AutoTokenizer, LlamaTokenizer
+    from wake2vec.testing import train_spm_tokenizer
 
-    raw = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True))
-    raw.pre_tokenizer = pre_tokenizers.Metaspace(
-        replacement="▁", prepend_scheme="first", split=True
-    )
-    specials = ["<unk>", "<s>", "</s>"] + [f"<0x{i:02X}>" for i in range(256)]
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=specials, show_progress=False
-    )
-    raw.train_from_iterator([TEXT], trainer)
-    vocab, merges = _vocab_and_merges(raw)
-    tok = LlamaTokenizer(vocab=vocab, merges=merges, add_bos_token=True)
-    tok.save_pretrained(directory)
-    return AutoTokenizer.from_pretrained(directory)
+    return train_spm_tokenizer(directory, [TEXT], vocab_size)
 
 
 def build_byte_level_tokenizer(directory: Path, vocab_size: int = 700):
     """A GPT-2-style byte-level BPE tokenizer trained on ``TEXT``."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-    from transformers import AutoTokenizer, GPT2Tokenizer
+    from wake2vec.testing import train_byte_level_tokenizer
 
-    raw = Tokenizer(models.BPE())
-    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=["<|endoftext|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    raw.train_from_iterator([TEXT], trainer)
-    vocab, merges = _vocab_and_merges(raw)
-    tok = GPT2Tokenizer(vocab=vocab, merges=merges)
-    tok.save_pretrained(directory)
-    return AutoTokenizer.from_pretrained(directory)
-
-
-def _rebuilt_as(cls_name: str, source, directory: Path):
-    """The vocabulary and merges of ``source`` under another transformers tokenizer class."""
-    import transformers
-    from transformers import AutoTokenizer
-
-    vocab, merges = _vocab_and_merges(source.backend_tokenizer)
-    getattr(transformers, cls_name)(vocab=vocab, merges=merges).save_pretrained(directory)
-    return AutoTokenizer.from_pretrained(directory)
+    return train_byte_level_tokenizer(directory, [TEXT], vocab_size)
 
 
 def build_gemma_style_tokenizer(directory: Path):
     """Gemma's pipeline (a normalizer that turns spaces into ``▁``, byte fallback)."""
-    return _rebuilt_as("GemmaTokenizer", build_spm_tokenizer(Path(directory) / "spm"), directory)
+    return retrained_as("GemmaTokenizer", build_spm_tokenizer(Path(directory) / "spm"), directory)
 
 
 def build_qwen2_style_tokenizer(directory: Path):
     """Qwen2's pipeline (NFC, a Llama-3-style split regex, byte-level)."""
-    return _rebuilt_as(
+    return retrained_as(
         "Qwen2Tokenizer", build_byte_level_tokenizer(Path(directory) / "bl"), directory
     )
 

@@ -149,7 +149,7 @@ def build_setup(
     seq_len: int = 32,
     **data_overrides: Any,
 ) -> Setup:
-    from wake2vec.data import prepare_data
+    from wake2vec.training.data import prepare_data
 
     text = text or corpus_text()
     tmp_path.mkdir(parents=True, exist_ok=True)

@@ -286,7 +286,7 @@ def test_bad_input(case: Case, cli, tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 
 def test_a_jsonl_corpus_is_read_line_by_line(tmp_path: Path):
-    from wake2vec.data import read_corpus
+    from wake2vec.vocab.files import read_corpus
 
     path = tmp_path / "corpus.jsonl"
     lines = [

@@ -12,7 +12,8 @@ from wake2vec_plugins.injectors.bpe_merges import PIECE, BpeMerges, _apply, _sim
 from wake2vec_plugins.injectors.whole_word import load_injected_tokenizer
 
 from wake2vec.errors import UserInputError
-from wake2vec.injection import apply_injection, verify_injection
+from wake2vec.vocab.injection import apply_injection
+from wake2vec.vocab.verify import verify_injection
 
 KINDS = ["spm", "byte-level", "gemma-style", "qwen2-style"]
 LEXICON = ["riverrun", "générations", "earwicker's", "brinabride", "ténèbres", "hore", "bri", "nig"]

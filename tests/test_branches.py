@@ -14,7 +14,7 @@ from helpers_inputs import run_recipe
 
 from wake2vec.errors import UserInputError
 from wake2vec.recipe import load_recipe
-from wake2vec.rundir import RunDir
+from wake2vec.rundir.directory import RunDir
 from wake2vec.runner import start_from_checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
@@ -169,7 +169,7 @@ def test_analyze_measures_each_branch_from_its_own_start(cli, two_branches):
 
 @pytest.mark.slow
 def test_trajectory_places_each_branch_at_its_start(two_branches):
-    from wake2vec.trajectory import frames
+    from wake2vec.analysis.trajectory import frames
 
     manifest = json.loads((two_branches / "manifest.json").read_text())
     best = manifest["phases"]["p2-best"]["started_from"]["step"]

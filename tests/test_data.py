@@ -9,9 +9,10 @@ import torch
 import torch.nn.functional as F
 from helpers_training import corpus_text, data_spec, tiny_model, train_tokenizer
 
-from wake2vec.data import prepare_data, read_corpus, split_span, split_text
 from wake2vec.errors import DataError
+from wake2vec.training.data import prepare_data, split_span, split_text
 from wake2vec.training.evaluate import evaluate
+from wake2vec.vocab.files import read_corpus
 
 # --------------------------------------------------------------------------- read_corpus
 

@@ -14,7 +14,7 @@ import torch
 from conftest import HANG_GUARD_S
 from helpers_training import NEW_WORDS, corpus_text, inject, tiny_model, train_tokenizer
 
-from wake2vec.generation import MEASURES, mean_measures, measure, probe, words_of
+from wake2vec.analysis.generation import MEASURES, mean_measures, measure, probe, words_of
 from wake2vec.recipe.schema import GenerationSpec
 
 REPO = Path(__file__).resolve().parent.parent

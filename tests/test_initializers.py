@@ -10,7 +10,7 @@ from helpers_tokenizers import build_tokenizer
 from wake2vec_plugins.initializers.basic import Compositional, Mean, Spherical, SubwordMean
 
 from wake2vec.api import InitContext
-from wake2vec.morphology import Morphology
+from wake2vec.vocab.morphology import Morphology
 
 HIDDEN = 48
 WORDS = ["riverrun", "riverrun", "unbringing", "rebrothers", "générations", "nightfall"]

@@ -15,7 +15,8 @@ from helpers_tokenizers import (
 from wake2vec_plugins.injectors.whole_word import MARKER, WholeWord
 
 from wake2vec.errors import TrainingError
-from wake2vec.injection import apply_injection, verify_injection, whole_word_occurrences
+from wake2vec.vocab.injection import apply_injection
+from wake2vec.vocab.verify import verify_injection, whole_word_occurrences
 
 # the studied models' own tokenizers, and one trained here for a layout no real file has
 # (Metaspace splitting at every space, prefix on the first piece)
@@ -281,8 +282,8 @@ def test_report_catches_a_naive_injection(kind_and_tokenizer):
 
 
 def test_the_quick_scan_finds_exactly_what_the_full_scan_finds():
-    from wake2vec.injection import joiners
     from wake2vec.testing import lexicon_text
+    from wake2vec.vocab.verify import joiners
 
     lexicon = set(LEXICON) | {"phiz-à-phiz", "a-b", "'tis", "o'clock", "riverrun's"}
     text = lexicon_text(sorted(lexicon), 60_000, seed=3)
@@ -315,7 +316,7 @@ def test_whole_word_occurrences_leftmost_longest():
 
 def _big_lexicon() -> list[str]:
     if SHARED_LEXICON.is_file():
-        from wake2vec.lexicon import load_lexicon
+        from wake2vec.vocab.lexicon import load_lexicon
 
         return load_lexicon(SHARED_LEXICON).words
     import random

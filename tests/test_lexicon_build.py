@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from wake2vec.cli import cli
-from wake2vec.lexicon_build import build_lexicon, count_words
-from wake2vec.textclean import clean_text
+from wake2vec.vocab.lexicon_build import build_lexicon, count_words
+from wake2vec.vocab.textclean import clean_text
 
 GUTENBERG = """\ufeffThe Project Gutenberg eBook of Finnegans Wake\r
 This eBook is for the use of anyone anywhere.\r

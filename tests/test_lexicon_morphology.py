@@ -8,8 +8,8 @@ import json
 import pytest
 
 from wake2vec.errors import DataError
-from wake2vec.lexicon import load_lexicon
-from wake2vec.morphology import Morphology, load_morphology, segment
+from wake2vec.vocab.lexicon import load_lexicon
+from wake2vec.vocab.morphology import Morphology, load_morphology, segment
 
 
 def write(path, text: str, encoding: str = "utf-8"):

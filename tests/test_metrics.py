@@ -11,7 +11,8 @@ import pytest
 import torch
 from wake2vec_plugins.metrics import geometry as G
 
-from wake2vec import analysis as A
+from wake2vec.analysis import geometry as geo
+from wake2vec.analysis import spectrum as spec
 from wake2vec.api import MetricContext, Snapshot
 
 
@@ -43,15 +44,15 @@ def ray_cone(n: int = 2000, d: int = 16, seed: int = 0) -> torch.Tensor:
 
 def test_isotropic_gaussian_scores_near_one_on_both_measures():
     x = torch.randn(20_000, 16, generator=gen())
-    assert A.isotropy_mu(x) > 0.8
-    assert A.isoscore(x) > 0.95
+    assert spec.isotropy_mu(x) > 0.8
+    assert spec.isoscore(x) > 0.95
 
 
 def test_narrow_cone_scores_near_zero_on_both_measures():
     # The earlier pipeline's centred-unit-vector variant gave 0.997 for a cone.
     x = ray_cone()
-    assert A.isotropy_mu(x) < 0.01
-    assert A.isoscore(x) < 0.05
+    assert spec.isotropy_mu(x) < 0.01
+    assert spec.isoscore(x) < 0.05
 
 
 def test_isoscore_ignores_a_shared_offset_but_mu_does_not():
@@ -60,29 +61,29 @@ def test_isoscore_ignores_a_shared_offset_but_mu_does_not():
     g = gen(3)
     u = torch.nn.functional.normalize(torch.randn(16, generator=g), dim=0)
     x = 10 * u + 0.1 * torch.randn(5000, 16, generator=g)
-    assert A.isoscore(x) > 0.9
-    assert A.isotropy_mu(x) < 0.01
+    assert spec.isoscore(x) > 0.9
+    assert spec.isotropy_mu(x) < 0.01
 
 
 def test_mu_is_stable_for_large_norms_and_sign_free():
     x = torch.randn(3000, 8, generator=gen(4)) * 1000.0
-    value = A.isotropy_mu(x)
+    value = spec.isotropy_mu(x)
     assert 0.0 <= value <= 1.0 and math.isfinite(value)
     y = torch.randn(3000, 8, generator=gen(5))
-    assert A.isotropy_mu(y) == pytest.approx(A.isotropy_mu(-y), rel=1e-9)
+    assert spec.isotropy_mu(y) == pytest.approx(spec.isotropy_mu(-y), rel=1e-9)
 
 
 def test_mu_matches_a_direct_computation_on_a_small_cloud():
     x = torch.randn(50, 4, generator=gen(6), dtype=torch.float64)
     _, vecs = np.linalg.eigh(x.numpy().T @ x.numpy())
     z = [np.exp(x.numpy() @ (s * vecs[:, i])).sum() for i in range(4) for s in (1, -1)]
-    assert A.isotropy_mu(x) == pytest.approx(min(z) / max(z), rel=1e-9)
+    assert spec.isotropy_mu(x) == pytest.approx(min(z) / max(z), rel=1e-9)
 
 
 @pytest.mark.parametrize("k,d", [(2, 4), (3, 16), (5, 32)])
 def test_isoscore_of_k_equal_directions_is_k_minus_1_over_n_minus_1(k, d):
     # The paper's reading of IsoScore: a cloud using k of n dimensions uniformly scores (k-1)/(n-1).
-    assert A.isoscore(k_direction_cloud(k, d)) == pytest.approx((k - 1) / (d - 1), abs=1e-9)
+    assert spec.isoscore(k_direction_cloud(k, d)) == pytest.approx((k - 1) / (d - 1), abs=1e-9)
 
 
 # --------------------------------------------------------------------------- PCA dimensions
@@ -91,7 +92,7 @@ def test_isoscore_of_k_equal_directions_is_k_minus_1_over_n_minus_1(k, d):
 @pytest.mark.parametrize("k", [1, 3, 5, 9])
 def test_pca_dims_counts_exactly_the_directions_with_variance(k):
     # k equal variances: k-1 of them hold (k-1)/k < 0.9 of the variance, so both shares need k.
-    assert A.pca_dims(k_direction_cloud(k, 32)) == {"0.9": k, "0.95": k}
+    assert spec.pca_dims(k_direction_cloud(k, 32)) == {"0.9": k, "0.95": k}
 
 
 def reference_pca_dims(x: np.ndarray, share: float) -> int:
@@ -102,7 +103,7 @@ def reference_pca_dims(x: np.ndarray, share: float) -> int:
 def test_pca_dims_with_more_hidden_dims_than_samples_reaches_the_true_rank():
     # 40 samples in 64 dimensions: the centred data has rank 39, so 39 is the true ceiling.
     x = torch.randn(40, 64, generator=gen(7), dtype=torch.float64)
-    dims = A.pca_dims(x, (0.5, 0.9, 0.99, 1.0))
+    dims = spec.pca_dims(x, (0.5, 0.9, 0.99, 1.0))
     for share, k in dims.items():
         assert k == reference_pca_dims(x.numpy(), float(share))
     assert dims["1"] == 39
@@ -110,7 +111,7 @@ def test_pca_dims_with_more_hidden_dims_than_samples_reaches_the_true_rank():
 
 def test_pca_dims_is_not_capped_by_a_sample_of_rows():
     x = torch.randn(5000, 64, generator=gen(8))
-    dims = A.pca_dims(x)
+    dims = spec.pca_dims(x)
     assert dims["0.9"] == reference_pca_dims(x.double().numpy(), 0.9)
     assert dims["0.95"] >= 58  # an isotropic cloud needs nearly every dimension
 
@@ -126,27 +127,27 @@ def rows_with_norms(norms: torch.Tensor, seed: int) -> torch.Tensor:
 def test_norm_stats_cohens_d_recovers_a_known_shift():
     base = rows_with_norms(10 + torch.randn(20_000, generator=gen(1), dtype=torch.float64), 2)
     new = rows_with_norms(10.5 + torch.randn(20_000, generator=gen(3), dtype=torch.float64), 4)
-    out = A.norm_stats(base, new)
+    out = geo.norm_stats(base, new)
     assert out["cohens_d"] == pytest.approx(0.5, abs=0.05)
     assert out["base"]["mean"] == pytest.approx(10.0, abs=0.05)
     assert out["welch_t"]["pvalue"] < 1e-10 and out["mann_whitney_u"]["pvalue"] < 1e-10
-    same = A.norm_stats(base, rows_with_norms(10 + torch.randn(20_000, generator=gen(5)), 6))
+    same = geo.norm_stats(base, rows_with_norms(10 + torch.randn(20_000, generator=gen(5)), 6))
     assert abs(same["cohens_d"]) < 0.05 and same["welch_t"]["pvalue"] > 1e-3
 
 
 def test_drift_is_exactly_one_for_identical_rows():
     x = torch.randn(1000, 64, generator=gen(9)) * 37.0
-    cos = A.drift(x, x.clone())
+    cos = geo.drift(x, x.clone())
     assert bool((cos == 1.0).all())
     before, after = torch.tensor([[1.0, 0.0], [1.0, 0.0]]), torch.tensor([[0.0, 2.0], [-3.0, 0.0]])
-    assert A.drift(before, after).tolist() == [0.0, -1.0]
+    assert geo.drift(before, after).tolist() == [0.0, -1.0]
 
 
 def test_select_rows_is_by_id_and_rejects_unknown_ids():
     w = torch.arange(12.0).reshape(6, 2)
-    assert A.select_rows(w, [4, 1]).tolist() == [[8.0, 9.0], [2.0, 3.0]]
+    assert geo.select_rows(w, [4, 1]).tolist() == [[8.0, 9.0], [2.0, 3.0]]
     with pytest.raises(ValueError, match="token id 6"):
-        A.select_rows(w, [0, 6])
+        geo.select_rows(w, [0, 6])
 
 
 # --------------------------------------------------------------------------- neighbours
@@ -155,7 +156,7 @@ def test_select_rows_is_by_id_and_rejects_unknown_ids():
 def test_nearest_neighbours_match_brute_force_with_tiny_chunks():
     q = torch.randn(300, 24, generator=gen(10))
     base = torch.randn(500, 24, generator=gen(11)) * torch.rand(500, 1, generator=gen(12))
-    scores, pos = A.nearest_neighbours(q, base, 7, budget=1000)  # 2 queries per block
+    scores, pos = geo.nearest_neighbours(q, base, 7, budget=1000)  # 2 queries per block
     full = torch.nn.functional.normalize(q, dim=1) @ torch.nn.functional.normalize(base, dim=1).T
     ref = full.topk(7, dim=1)
     assert torch.equal(pos, ref.indices)
@@ -165,7 +166,7 @@ def test_nearest_neighbours_match_brute_force_with_tiny_chunks():
 def test_neighbour_overlap_counts_shared_ids():
     a = torch.tensor([[1, 2, 3], [4, 5, 6]])
     b = torch.tensor([[3, 9, 1], [4, 5, 6]])
-    assert A.neighbour_overlap(a, b) == pytest.approx((2 / 3 + 1) / 2)
+    assert geo.neighbour_overlap(a, b) == pytest.approx((2 / 3 + 1) / 2)
 
 
 # --------------------------------------------------------------------------- cosines, PIP
@@ -174,8 +175,8 @@ def test_neighbour_overlap_counts_shared_ids():
 def test_pairwise_cosines_are_seeded_and_detect_a_collapsed_new_cloud():
     base = torch.randn(400, 32, generator=gen(13))
     new = ray_cone(300, 32, seed=14)
-    first = A.pairwise_cosines(base, new, 2000, gen(99))
-    again = A.pairwise_cosines(base, new, 2000, gen(99))
+    first = spec.pairwise_cosines(base, new, 2000, gen(99))
+    again = spec.pairwise_cosines(base, new, 2000, gen(99))
     assert first["n"] == 2000 and first["seed"] == 99
     assert torch.equal(first["base_base"], again["base_base"])
     assert first["new_new"].min() > 0.99 and abs(float(first["base_base"].mean())) < 0.05
@@ -188,9 +189,9 @@ def test_pip_loss_matches_the_direct_n_by_n_computation():
     c = torch.randn(60, 5, generator=gen(17), dtype=torch.float64)  # other hidden size
     for other in (b, c):
         direct = float(torch.linalg.matrix_norm(a @ a.T - other @ other.T))
-        assert A.pip_loss(a, other) == pytest.approx(direct, rel=1e-9)
-    assert A.pip_loss(a, a.clone()) == 0.0
-    stats = A.pip_stats(a, b)
+        assert spec.pip_loss(a, other) == pytest.approx(direct, rel=1e-9)
+    assert spec.pip_loss(a, a.clone()) == 0.0
+    stats = spec.pip_stats(a, b)
     scale = float(torch.linalg.matrix_norm(a @ a.T))
     assert stats["relative"] == pytest.approx(stats["pip"] / scale)
 
@@ -342,7 +343,7 @@ def test_metric_plugins_load_into_the_registry():
 def test_merged_moments_equal_those_of_the_union():
     a = torch.randn(70, 6, generator=gen(30)) + 3
     b = torch.randn(50, 6, generator=gen(31)) * 2
-    merged, direct = A.merge_moments(A.moments(a), A.moments(b)), A.moments(torch.cat([a, b]))
+    merged, direct = spec.merge_moments(spec.moments(a), spec.moments(b)), spec.moments(torch.cat([a, b]))
     assert merged.n == 120
     assert torch.allclose(merged.mean, direct.mean)
     assert torch.allclose(merged.scatter, direct.scatter)
@@ -351,22 +352,22 @@ def test_merged_moments_equal_those_of_the_union():
 def test_pca_and_pip_metrics_on_all_rows_match_direct_computations():
     ctx = context()
     all_ids = ctx.after.base_ids + ctx.after.new_ids
-    before = A.select_rows(ctx.before.weight, all_ids)
-    after = A.select_rows(ctx.after.weight, all_ids)
+    before = geo.select_rows(ctx.before.weight, all_ids)
+    after = geo.select_rows(ctx.after.weight, all_ids)
     pca = run_metric(G.PcaDims, ctx, thresholds=(0.5, 0.8, 0.99))
-    assert pca["after"]["all"]["dims"] == A.pca_dims(after, (0.5, 0.8, 0.99))
+    assert pca["after"]["all"]["dims"] == spec.pca_dims(after, (0.5, 0.8, 0.99))
     pip = run_metric(G.PipLoss, ctx)
     # float32 rows: Grams from float32 chunk products, summed per row set (the plugin) or in
     # one pass (pip_loss), agree to float32 rounding, not to float64's (see test_pip_* below)
-    assert pip["all"]["pip"] == pytest.approx(A.pip_loss(before, after), rel=1e-6)
+    assert pip["all"]["pip"] == pytest.approx(spec.pip_loss(before, after), rel=1e-6)
 
 
 def test_row_changes_count_rows_and_the_largest_change():
     a = torch.zeros(5, 3)
     b = a.clone()
     b[1, 2], b[3, 0] = 0.25, -2.0
-    assert A.row_changes(a, b) == {"changed_rows": 2, "max_abs_change": 2.0}
-    assert A.select_rows(a, [1, 2, 3]).data_ptr() == a[1:].data_ptr()  # a run: no copy
+    assert geo.row_changes(a, b) == {"changed_rows": 2, "max_abs_change": 2.0}
+    assert geo.select_rows(a, [1, 2, 3]).data_ptr() == a[1:].data_ptr()  # a run: no copy
 
 
 # --------------------------------------------------------------------------- fast paths
@@ -374,31 +375,31 @@ def test_row_changes_count_rows_and_the_largest_change():
 
 def test_symmetric_gram_equals_the_full_product_and_is_exactly_symmetric():
     x = torch.randn(3000, 1100, generator=gen(40), dtype=torch.float64)  # 3 column blocks
-    g = A._gram(x)
+    g = spec._gram(x)
     assert torch.equal(g, g.T)
     assert torch.allclose(g, x.T @ x, rtol=1e-12, atol=1e-9)
     x32 = x.float()
-    fast = A._gram(x32, exact=False)  # float32 chunk products, float64 sums
-    exact = A._gram(x32)
+    fast = spec._gram(x32, exact=False)  # float32 chunk products, float64 sums
+    exact = spec._gram(x32)
     assert torch.equal(fast, fast.T)
     assert float((fast - exact).abs().max()) < 1e-5 * float(exact.diagonal().max())
 
 
 def test_float32_moments_match_float64_products_to_float32_rounding():
     x = torch.randn(5000, 96, generator=gen(41)) * 0.02 + 0.3  # a large shared offset
-    fast, exact = A.moments(x), A.moments(x, exact=True)
+    fast, exact = spec.moments(x), spec.moments(x, exact=True)
     assert torch.equal(fast.mean, exact.mean)
     assert float((fast.scatter - exact.scatter).abs().max()) < 1e-5 * float(exact.scatter.max())
-    assert A.pca_dims(fast) == A.pca_dims(exact)
+    assert spec.pca_dims(fast) == spec.pca_dims(exact)
 
 
 def test_isotropy_gives_both_measures_from_one_pass_over_the_rows():
     x = ray_cone(3000, 24, seed=42) + 0.5 * torch.randn(3000, 24, generator=gen(43))
-    both = A.isotropy(x)
-    assert both["mu"] == pytest.approx(A.isotropy_mu(x), rel=1e-12)
-    assert both["isoscore"] == pytest.approx(A.isoscore(x), rel=1e-6)
+    both = spec.isotropy(x)
+    assert both["mu"] == pytest.approx(spec.isotropy_mu(x), rel=1e-12)
+    assert both["isoscore"] == pytest.approx(spec.isoscore(x), rel=1e-6)
     x64 = x.double()  # float32 rows project in float32: the same value to float32 rounding
-    assert A.isotropy_mu(x) == pytest.approx(A.isotropy_mu(x64), rel=1e-5)
+    assert spec.isotropy_mu(x) == pytest.approx(spec.isotropy_mu(x64), rel=1e-5)
 
 
 def direct_pip(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -411,28 +412,28 @@ def test_pip_on_float32_rows_matches_the_direct_computation():
     a = torch.randn(400, 48, generator=gen(44))
     b = a.clone()
     b[::7] += 0.05 * torch.randn(len(range(0, 400, 7)), 48, generator=gen(45))  # some rows move
-    assert A.pip_loss(a, b) == pytest.approx(direct_pip(a, b), rel=1e-5)
-    grams = A.pip_grams(a, b)
+    assert spec.pip_loss(a, b) == pytest.approx(direct_pip(a, b), rel=1e-5)
+    grams = spec.pip_grams(a, b)
     assert set(grams) == {"aa", "ad", "dd"}
-    top, bottom = A.pip_grams(a[:200], b[:200]), A.pip_grams(a[200:], b[200:])
+    top, bottom = spec.pip_grams(a[:200], b[:200]), spec.pip_grams(a[200:], b[200:])
     union = {key: top[key] + bottom[key] for key in top}  # as the metric combines row sets
-    assert A.pip_from_grams(union)["pip"] == pytest.approx(direct_pip(a, b), rel=1e-5)
+    assert spec.pip_from_grams(union)["pip"] == pytest.approx(direct_pip(a, b), rel=1e-5)
 
 
 def test_pip_resolves_a_change_far_below_the_gram_difference_resolution():
     # ||A^T A||^2 + ||B^T B||^2 - 2||A^T B||^2 cannot see a change of 1e-9 in rows of norm 100.
     a = 10.0 * torch.randn(300, 16, generator=gen(46), dtype=torch.float64)
     b = a + 1e-9 * torch.randn(300, 16, generator=gen(47), dtype=torch.float64)
-    assert A.pip_loss(a, b) == pytest.approx(direct_pip(a, b), rel=1e-6)
-    assert A.pip_loss(a, b) > 0.0
+    assert spec.pip_loss(a, b) == pytest.approx(direct_pip(a, b), rel=1e-6)
+    assert spec.pip_loss(a, b) > 0.0
 
 
 def test_pip_with_other_hidden_size_keeps_the_gram_difference_form():
     a = torch.randn(50, 6, generator=gen(48), dtype=torch.float64)
     c = torch.randn(50, 4, generator=gen(49), dtype=torch.float64)
-    assert set(A.pip_grams(a, c)) == {"aa", "bb", "ab"}
+    assert set(spec.pip_grams(a, c)) == {"aa", "bb", "ab"}
     direct = float(torch.linalg.matrix_norm(a @ a.T - c @ c.T))
-    assert A.pip_loss(a, c) == pytest.approx(direct, rel=1e-9)
+    assert spec.pip_loss(a, c) == pytest.approx(direct, rel=1e-9)
 
 
 def test_memo_measures_equal_rows_once():
@@ -442,7 +443,7 @@ def test_memo_measures_equal_rows_once():
         calls.append(x.shape[0])
         return {"sum": float(x.sum())}
 
-    memo = A.Memo()
+    memo = geo.Memo()
     x = torch.randn(20, 4, generator=gen(50))
     first = memo(measure, x)
     assert memo(measure, x.clone()) is first  # equal rows, another tensor: reused
@@ -463,7 +464,7 @@ def test_isotropy_and_pca_metrics_report_equal_base_rows_identically():
 
 
 def test_covariance_eigenvalues_are_computed_once_per_moments():
-    m = A.moments(torch.randn(300, 12, generator=gen(51)))
-    first = A._covariance_eigenvalues(m)
-    assert A._covariance_eigenvalues(m) is first  # the same instance: not recomputed
-    assert A.pca_dims(m) == A.pca_dims(A.Moments(m.n, m.mean, m.scatter.clone()))
+    m = spec.moments(torch.randn(300, 12, generator=gen(51)))
+    first = spec._covariance_eigenvalues(m)
+    assert spec._covariance_eigenvalues(m) is first  # the same instance: not recomputed
+    assert spec.pca_dims(m) == spec.pca_dims(spec.Moments(m.n, m.mean, m.scatter.clone()))

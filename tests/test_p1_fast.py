@@ -10,7 +10,9 @@ import torch.nn.functional as F
 from helpers_training import build_setup, tiny_model
 
 from wake2vec.training.evaluate import token_nll
-from wake2vec.training.rows import RowHead, RowMap, attach_rows, detach_rows
+from wake2vec.training.head import RowHead
+from wake2vec.training.rowmap import RowMap
+from wake2vec.training.rows import attach_rows, detach_rows
 
 
 def _plain(head: RowHead, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

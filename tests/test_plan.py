@@ -14,19 +14,19 @@ from conftest import write_recipe
 from helpers_families import build_tiny_family
 
 from wake2vec.errors import UserInputError
-from wake2vec.lexicon import load_lexicon
 from wake2vec.plan import (
     GIB,
     GPUS,
     ModelFacts,
     PhaseInput,
     estimate_terms,
-    plan_recipe,
     rows_after_injection,
     total_gib,
 )
+from wake2vec.plan_recipe import plan_recipe
 from wake2vec.presets import Architecture, get_preset
 from wake2vec.recipe import load_recipe
+from wake2vec.vocab.lexicon import load_lexicon
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = REPO / "recipes" / "models"

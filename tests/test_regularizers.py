@@ -70,7 +70,7 @@ def test_morpheme_groups_match_prefixes_and_suffixes_with_a_root_left():
 
 
 def test_groups_and_devices_read_the_project_morphology_dataclass():
-    from wake2vec.morphology import Morphology
+    from wake2vec.vocab.morphology import Morphology
 
     morph = Morphology(
         prefixes={"r\u00e9": []}, suffixes={"ation": []}, devices={"pun": ["Retell", "recall"]}

@@ -13,8 +13,10 @@ import pytest
 from helpers_report import XSS_ENTRY, XSS_SAMPLE, XSS_WORD, fake_generation, make_report_run
 from markupsafe import escape
 
-from wake2vec.figures import curves_figure, geometry_figure
-from wake2vec.report import collect, curves, visible, write_report
+from wake2vec.analysis.curves import curves_figure
+from wake2vec.analysis.figures import geometry_figure
+from wake2vec.analysis.report import visible, write_report
+from wake2vec.analysis.report_data import collect, curves
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SECTIONS = ("summary", "injection", "curves", "geometry", "neighbours", "generation", "recipe")
@@ -233,7 +235,7 @@ def test_collect_reads_a_run_with_no_phase_folders(tmp_path):
 
 
 def test_fake_generation_shape_matches_the_probe_measures():
-    from wake2vec.generation import MEASURES
+    from wake2vec.analysis.generation import MEASURES
 
     gen = fake_generation("x")
     assert set(gen["mean"]) == set(MEASURES)

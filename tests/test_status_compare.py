@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from conftest import HANG_GUARD_S
 
-from wake2vec.monitor import read_jsonl, run_status
+from wake2vec.rundir.reading import read_jsonl
+from wake2vec.rundir.status import run_status
 
 REPO = Path(__file__).resolve().parent.parent
 RECIPE = REPO / "recipes" / "three_phase.toml"
@@ -139,7 +140,7 @@ def test_status_tolerates_a_half_written_history_line(cli, runs, tmp_path):
 def test_status_reads_a_manifest_replaced_while_it_reads(runs, tmp_path):
     run = tmp_path / "busy"
     shutil.copytree(runs[0], run)
-    from wake2vec.rundir import write_json_atomic
+    from wake2vec.rundir.directory import write_json_atomic
 
     manifest = json.loads((run / "manifest.json").read_text())
     stop = threading.Event()

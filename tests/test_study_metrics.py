@@ -8,10 +8,10 @@ import pytest
 import torch
 from wake2vec_plugins.metrics.study import Diagnostics, Projection
 
+from wake2vec.analysis.figures_study import has_study_data, study_figure
 from wake2vec.api import MetricContext, Snapshot
 from wake2vec.errors import UserInputError
-from wake2vec.figures_study import has_study_data, study_figure
-from wake2vec.morphology import Morphology, word_groups
+from wake2vec.vocab.morphology import Morphology, word_groups
 
 N_BASE, N_NEW, HIDDEN = 300, 120, 16
 

@@ -7,8 +7,8 @@ from collections import Counter
 
 import pytest
 
-from wake2vec.morphology import Morphology
-from wake2vec.synthetic import POSITIONS, TEMPLATES, synthetic_forms, synthetic_sentences
+from wake2vec.vocab.morphology import Morphology
+from wake2vec.vocab.synthetic import POSITIONS, TEMPLATES, synthetic_forms, synthetic_sentences
 
 ROOTS = [f"root{chr(97 + i)}{chr(97 + j)}" for i in range(26) for j in range(26)]  # 676 roots
 

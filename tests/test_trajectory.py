@@ -73,7 +73,7 @@ def test_trajectory_of_a_non_run_is_a_clear_error(cli, tmp_path):
 
 
 def test_each_phase_line_starts_where_the_phase_started():
-    from wake2vec.trajectory import segments
+    from wake2vec.analysis.trajectory import segments
 
     def snap(label, phase, step, position):
         return {"label": label, "phase": phase, "step": step, "position": position}

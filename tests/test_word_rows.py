@@ -20,7 +20,7 @@ def injected(request, tmp_path_factory, real_tokenizer):
     from wake2vec_plugins.initializers.basic import Mean
     from wake2vec_plugins.injectors.whole_word import WholeWord
 
-    from wake2vec.injection import apply_injection
+    from wake2vec.vocab.injection import apply_injection
 
     key = request.param
     folder = build_real_stand_in(tmp_path_factory.mktemp(key), key,

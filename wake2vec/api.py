@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
     from wake2vec.events import PhaseEvents
-    from wake2vec.morphology import Morphology
+    from wake2vec.vocab.morphology import Morphology
 
 
 class Params(BaseModel):
@@ -161,7 +161,7 @@ class PhaseContext:
     tied: bool
     lora_targets: tuple[str, ...]
     train: Any  # the phase's training settings (wake2vec.recipe.schema.PhaseSpec)
-    data: Any  # wake2vec.data.DataBundle: split text and token blocks
+    data: Any  # wake2vec.training.data.DataBundle: split text and token blocks
     out_dir: Path
     seed: int
     resume: bool

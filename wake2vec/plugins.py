@@ -171,8 +171,6 @@ def get_plugins() -> Plugins:
 
 
 def reset() -> None:
-    """Forget the loaded plugins and registry (tests install and remove plugins)."""
+    """Forget the loaded plugins (tests install and remove plugins); the registry, built from
+    the plugins it was given, is rebuilt on its next use."""
     _CACHE.clear()
-    from wake2vec import registry
-
-    registry.reset()

@@ -105,11 +105,11 @@ _CACHE: dict[str, Registry] = {}
 
 
 def get_registry() -> Registry:
-    """The process-wide registry, built from the loaded plugins on first use."""
-    if "registry" not in _CACHE:
-        _CACHE["registry"] = Registry(get_plugins())
-    return _CACHE["registry"]
+    """The process-wide registry, built from the loaded plugins on first use and again when
+    they were reloaded (``wake2vec.plugins.reset``)."""
+    plugins = get_plugins()
+    found = _CACHE.get("registry")
+    if found is None or found.plugins is not plugins:
+        _CACHE["registry"] = found = Registry(plugins)
+    return found
 
-
-def reset() -> None:
-    _CACHE.clear()

@@ -5,30 +5,27 @@ from __future__ import annotations
 import gc
 import json
 import logging
-import threading
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from wake2vec.api import MetricContext, ModelRequest, PhaseContext, Snapshot
-from wake2vec.errors import RunDirError, TrainingError, UserInputError
+from wake2vec.api import MetricContext, PhaseContext, Snapshot
+from wake2vec.errors import RunDirError, UserInputError
 from wake2vec.events import PhaseEvents, PhaseInfo, RunInfo
 from wake2vec.plugins import get_plugins
+from wake2vec.prepare import prepare
 from wake2vec.recipe import Recipe, recipe_to_dict
-from wake2vec.recipe.preflight import check_inputs, check_loaded, check_prepared
+from wake2vec.recipe.preflight import check_inputs
 from wake2vec.recipe.schema import lineage
 from wake2vec.registry import Registry, get_registry
-from wake2vec.rundir import RunDir, now, setup_logging, write_json_atomic
+from wake2vec.rundir.directory import RunDir, now, setup_logging, write_json_atomic
 from wake2vec.seeding import derived_seed
 
 INJECTED_ROWS = "injected_rows.safetensors"  # the new rows as initialised, before any phase
 METRICS_SCHEMA = 1  # NN-phase/metrics.json layout (docs/metrics.md); bumped on incompatible change
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from wake2vec.api import LoadedModel
-    from wake2vec.parallel import Processes
+    from wake2vec.training.parallel import Processes
 
 log = logging.getLogger("wake2vec")
 
@@ -42,20 +39,6 @@ class RunOutcome:
 
 def default_run_dir(recipe: Recipe) -> Path:
     return recipe.run.output_dir or Path("runs") / recipe.run.name
-
-
-def resolve_family(recipe: Recipe, registry: Registry) -> str:
-    """The family named by the recipe, or the one declaring the model's ``model_type``."""
-    if recipe.model.family:
-        return recipe.model.family
-    from wake2vec.modeling import read_model_type
-
-    model_type = read_model_type(recipe.model.name or "")
-    if model_type:
-        entry = registry.family_for_model_type(model_type)
-        if entry is not None:
-            return entry.name
-    return "auto"
 
 
 class _Silent:
@@ -73,7 +56,7 @@ def execute(recipe: Recipe, *, source: str, overrides: list[str], run_dir: Path 
     Under a launcher with several processes every process runs the recipe (the phases share
     each batch between them); only the main process writes the run directory and fires hooks.
     """
-    from wake2vec.parallel import start_processes
+    from wake2vec.training.parallel import start_processes
 
     plugins = get_plugins()
     registry = get_registry()
@@ -111,7 +94,7 @@ def execute(recipe: Recipe, *, source: str, overrides: list[str], run_dir: Path 
         _run_steps(recipe, run, info, registry, hook, resume, procs)
         status = "completed"
         if procs.main and recipe.report.html:  # written once the manifest says completed
-            from wake2vec.report import write_report
+            from wake2vec.analysis.report import write_report
 
             run.set_status(status)
             write_report(run.path, run.manifest, recipe.report.title)
@@ -132,119 +115,13 @@ def execute(recipe: Recipe, *, source: str, overrides: list[str], run_dir: Path 
     return RunOutcome(run.path, status, run.manifest.get("phases", {}))
 
 
-@dataclass
-class Prepared:
-    """The state after loading and injection, shared by ``run`` and ``inject``."""
-
-    loaded: LoadedModel
-    base_tokenizer: Any
-    injection: Any
-    text: str
-    lexicon: Any
-    morphology: Any
-    report: dict[str, Any]
-
-
-def prepare(recipe: Recipe, registry: Registry, cache_dir: Path) -> Prepared:
-    """Read the data, load the model, inject the lexicon and initialise the new rows."""
-    # accelerate's set_seed: transformers' imports peft and bitsandbytes (about 5 s)
-    from accelerate.utils import set_seed
-
-    from wake2vec.data import read_corpus
-    from wake2vec.injection import apply_injection, verify_injection
-    from wake2vec.lexicon import load_lexicon
-    from wake2vec.morphology import load_morphology
-
-    seed = recipe.run.seed
-    set_seed(seed)
-    if recipe.run.deterministic:
-        use_deterministic_algorithms()
-    data = recipe.data
-    text = read_corpus(data.corpus, data.encoding)
-    lexicon = load_lexicon(data.lexicon, encoding=data.encoding)
-    morphology = None
-    if data.morphemes is not None:
-        morphology = load_morphology(data.morphemes, data.morpheme_groups, data.device_groups)
-    _require_phase_data(recipe, morphology)
-
-    family_name = resolve_family(recipe, registry)
-    family = registry.create("model", family_name, recipe.model.family_params())
-    injector = registry.create("injector", recipe.injection.injector.name, recipe.injection.injector.params)
-    initializer = registry.create("initializer", recipe.injection.initializer.name,
-                                  recipe.injection.initializer.params)
-    log.info("loading model (family %s, %s)", family_name, recipe.model.name or "built locally")
-    request = ModelRequest(
-        name=recipe.model.name, dtype=recipe.model.dtype, quantization=recipe.model.quantization,
-        trust_remote_code=recipe.model.trust_remote_code, seed=seed,
-        cache_dir=cache_dir / "models", corpus=data.corpus)
-
-    def inject(tokenizer: Any) -> tuple[Any, dict[str, Any]]:
-        injection = _inject(injector, tokenizer, lexicon.words)
-        return injection, verify_injection(tokenizer, injection.tokenizer, injection, text)
-
-    loaded, (injection, report) = _load_and_inject(family, request, inject)
-    for note in loaded.notes:
-        log.info("model note: %s", note)
-    check_loaded(recipe, loaded)
-    base_tokenizer = loaded.tokenizer
-    check_prepared(recipe, loaded, injection)
-    summary = apply_injection(loaded.model, injection, initializer,
-                              base_ids=list(range(len(base_tokenizer))),
-                              morphology=morphology, seed=seed, tied=loaded.tied,
-                              base_tokenizer=base_tokenizer)
-    report["lexicon"] = {"file": str(data.lexicon), "entries": len(lexicon.words),
-                         "duplicates": lexicon.duplicates,
-                         "rejected": [list(r) for r in lexicon.rejected]}
-    report["embedding"] = summary
-    log.info("injection: %s", _injection_line(report))
-    return Prepared(loaded, base_tokenizer, injection, text, lexicon, morphology, report)
-
-
-def _load_and_inject(family: Any, request: ModelRequest,
-                     inject: Callable[[Any], Any]) -> tuple[LoadedModel, Any]:
-    """Load the model, and ``inject(tokenizer)`` (the injection and its report). A family that
-    hands its tokenizer over before loading the model (``ModelRequest.tokenizer_ready``) has
-    it injected while the model loads: loading a model mostly imports Python code, injecting
-    mostly runs in the tokenizers library, which leaves the interpreter free."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    handed: list[Any] = []
-    ready = threading.Event()
-
-    def tokenizer_ready(tokenizer: Any) -> None:
-        handed.append(tokenizer)
-        ready.set()
-
-    request = replace(request, tokenizer_ready=tokenizer_ready)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="wake2vec-load") as pool:
-        loading = pool.submit(family.load, request)
-        loading.add_done_callback(lambda _: ready.set())
-        ready.wait()
-        done = inject(handed[0]) if handed else None
-        loaded: LoadedModel = loading.result()
-    if done is None or loaded.tokenizer is not handed[0]:
-        done = inject(loaded.tokenizer)
-    return loaded, done
-
-
-def _inject(injector: Any, tokenizer: Any, words: list[str]) -> Any:
-    """``injector``'s injection of ``words``; an injector must leave ``tokenizer`` as it was."""
-    entries = len(tokenizer)
-    injection = injector.inject(tokenizer, words)
-    if len(tokenizer) != entries or injection.tokenizer is tokenizer:
-        raise TrainingError(
-            f"injector {injector.name!r} changed the tokenizer it was given; an injector must "
-            "return the extended tokenizer as a new object and leave the base one as it was")
-    return injection
-
-
 def _run_steps(recipe: Recipe, run: RunDir, info: RunInfo, registry: Registry, hook: Any,
                resume: bool, procs: Processes | None = None) -> None:
     # accelerate's set_seed: transformers' imports peft and bitsandbytes (about 5 s)
     from accelerate.utils import set_seed
 
-    from wake2vec.data import prepare_data
-    from wake2vec.parallel import Processes
+    from wake2vec.training.data import prepare_data
+    from wake2vec.training.parallel import Processes
 
     procs = procs or Processes()
     main = procs.main
@@ -270,7 +147,7 @@ def _run_steps(recipe: Recipe, run: RunDir, info: RunInfo, registry: Registry, h
                                  "trainable_rows": len(new_ids)}
     run.save_manifest()
 
-    from wake2vec.artifacts import load_new_rows, save_new_rows
+    from wake2vec.rundir.artifacts import load_new_rows, save_new_rows
 
     bundle = procs.main_first(
         lambda: prepare_data(data, tokenizer, run.path / "cache", seed, lexicon.words))
@@ -370,7 +247,7 @@ def _run_steps(recipe: Recipe, run: RunDir, info: RunInfo, registry: Registry, h
         return
     final = run.path / "final"
     model.save_pretrained(final / "model")
-    from wake2vec.tokenizer_files import save_beside_model
+    from wake2vec.vocab.tokenizer_files import save_beside_model
 
     saved = save_beside_model(tokenizer, final / "model")
     run.manifest.setdefault("final", {}).update(saved)
@@ -393,8 +270,8 @@ def _hand_on(recipe: Recipe, index: int) -> str:
 def start_from_checkpoint(run: RunDir, recipe: Recipe, start: str, model: Any) -> dict[str, Any]:
     """Write the new rows of the checkpoint ``start`` names ("p1:best", "p1:last", "p1:step-40",
     "p1:regime=plateau": the latest checkpoint evaluated in that regime) into ``model``."""
-    from wake2vec.artifacts import load_new_rows
-    from wake2vec.monitor import read_jsonl
+    from wake2vec.rundir.artifacts import load_new_rows
+    from wake2vec.rundir.reading import read_jsonl
     from wake2vec.training import checkpoint as ckpt
 
     source, selector = start.split(":", 1)
@@ -440,7 +317,7 @@ def wants_probe(recipe: Recipe, index: int) -> bool:
 
 
 def run_probes(recipe: Recipe, model: Any, tokenizer: Any, injection: Any, lexicon: Any) -> dict[str, Any]:
-    from wake2vec.generation import probe
+    from wake2vec.analysis.generation import probe
 
     return probe(model, tokenizer, recipe.analysis.generation, new_ids=injection.ids,
                  lexicon=lexicon.words, seed=recipe.run.seed)
@@ -455,31 +332,6 @@ def lexicon_words_by_id(injection: Any) -> list[str]:
     return [word_of[i] for i in injection.row_ids()]
 
 
-def use_deterministic_algorithms() -> None:
-    """Make repeated runs bit-identical: some multithreaded CPU kernels (and many CUDA ones)
-    otherwise sum in a varying order."""
-    import os
-
-    import torch
-
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # required by cuBLAS for determinism
-    # the public torch.use_deterministic_algorithms also imports torch._inductor (1.3 s here)
-    # to set torch.compile's own flag; wake2vec compiles nothing, so it sets the core flag alone
-    core = getattr(torch._C, "_set_deterministic_algorithms", None)
-    if core is not None:
-        core(True, warn_only=True)
-    else:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-
-
-def _require_phase_data(recipe: Recipe, morphology: Any) -> None:
-    needs = [p for p in recipe.phases if p.regularizers]
-    if needs and morphology is None:
-        raise UserInputError(
-            f"phase {needs[0].name!r} uses regularizers that need morpheme data; set data.morphemes "
-            "(a CSV of type,morpheme,example1..example10)")
-
-
 def _snapshot(model: Any, label: str, n_base: int, new_ids: list[int]) -> Snapshot:
     weight = model.get_input_embeddings().weight.detach().float().cpu().clone()
     return Snapshot(label, weight, list(range(n_base)), list(new_ids))
@@ -488,7 +340,7 @@ def _snapshot(model: Any, label: str, n_base: int, new_ids: list[int]) -> Snapsh
 def _compute_metrics(recipe: Recipe, registry: Registry, before: Snapshot, after: Snapshot, seed: int,
                      words: list[str], model: Any, tokenizer: Any, morphology: Any = None,
                      last: bool = True) -> dict[str, Any]:
-    from wake2vec.morphology import word_groups
+    from wake2vec.vocab.morphology import word_groups
 
     ctx = MetricContext(before=before, after=after, seed=seed, new_words=list(words), model=model,
                         tokenizer=tokenizer, groups=word_groups(words, morphology), last_phase=last)
@@ -497,19 +349,6 @@ def _compute_metrics(recipe: Recipe, registry: Registry, before: Snapshot, after
         metric = registry.create("metric", ref.name, ref.params)
         results[ref.name] = json.loads(json.dumps(metric.compute(ctx), default=float))
     return results
-
-
-def _injection_line(report: dict[str, Any]) -> str:
-    keys = ("added", "skipped", "rejected", "coverage", "spurious_hits", "dead_tokens", "round_trip")
-    return ", ".join(f"{k}={_short(report.get(k))}" for k in keys if k in report)
-
-
-def _short(value: Any) -> Any:
-    if isinstance(value, dict):
-        return value.get("count", value.get("exact", len(value)))
-    if isinstance(value, list):
-        return len(value)
-    return value
 
 
 def _eval_line(metrics: dict[str, Any]) -> str:

@@ -223,6 +223,61 @@ def build_real_stand_in(directory: Path | str, key: str, tokenizer_dir: Path, *,
     return directory
 
 
+# --------------------------------------------------------------------------- trained tokenizers
+
+
+def _vocab_and_merges(tokenizer: Any) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    import json
+
+    model = json.loads(tokenizer.to_str())["model"]
+    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in model["merges"]]
+    return model["vocab"], merges
+
+
+def train_spm_tokenizer(directory: Path, texts: list[str], vocab_size: int) -> Any:
+    """A Llama-style tokenizer (Metaspace ``▁`` splitting at every space, prefix on the first
+    piece, BPE with byte fallback, BOS added) trained on ``texts``, saved with save_pretrained
+    and loaded back with AutoTokenizer, as a hub model's would be: a layout no real file has."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import AutoTokenizer, LlamaTokenizer
+
+    raw = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True))
+    raw.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first", split=True)
+    specials = ["<unk>", "<s>", "</s>"] + [f"<0x{i:02X}>" for i in range(256)]
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False)
+    raw.train_from_iterator(texts, trainer)
+    vocab, merges = _vocab_and_merges(raw)
+    LlamaTokenizer(vocab=vocab, merges=merges, add_bos_token=True).save_pretrained(directory)
+    return AutoTokenizer.from_pretrained(directory)
+
+
+def train_byte_level_tokenizer(directory: Path, texts: list[str], vocab_size: int) -> Any:
+    """A GPT-2-style byte-level BPE tokenizer trained on ``texts`` (saved and reloaded)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import AutoTokenizer, GPT2Tokenizer
+
+    raw = Tokenizer(models.BPE())
+    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<|endoftext|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False)
+    raw.train_from_iterator(texts, trainer)
+    vocab, merges = _vocab_and_merges(raw)
+    GPT2Tokenizer(vocab=vocab, merges=merges).save_pretrained(directory)
+    return AutoTokenizer.from_pretrained(directory)
+
+
+def retrained_as(cls_name: str, source: Any, directory: Path) -> Any:
+    """The vocabulary and merges of ``source`` under another transformers tokenizer class
+    (``GemmaTokenizer``, ``Qwen2Tokenizer``), saved and loaded back."""
+    import transformers
+    from transformers import AutoTokenizer
+
+    vocab, merges = _vocab_and_merges(source.backend_tokenizer)
+    getattr(transformers, cls_name)(vocab=vocab, merges=merges).save_pretrained(directory)
+    return AutoTokenizer.from_pretrained(directory)
+
+
 # --------------------------------------------------------------------------- text
 
 

@@ -201,7 +201,7 @@ class SubwordMean(Initializer):
 class Compositional(Initializer):
     """alpha * E(prefix) + (1 - 2 alpha) * E(root) + alpha * E(suffix) + noise, from the morphology.
 
-    Words are split by greedy longest prefix and suffix (``wake2vec.morphology.segment``). A
+    Words are split by greedy longest prefix and suffix (``wake2vec.vocab.morphology.segment``). A
     word without a prefix or suffix gets the weights of the parts it has, renormalised to sum
     to one. A root that is one base token in running text uses that row; any other root gets a
     random vector (``root_fallback="random"``, the study's choice) or its piece mean. Without
@@ -225,7 +225,7 @@ class Compositional(Initializer):
     def initialize(self, base: torch.Tensor, ctx: InitContext) -> torch.Tensor:
         import torch
 
-        from wake2vec.morphology import Segmentation, segmenter
+        from wake2vec.vocab.morphology import Segmentation, segmenter
 
         tokenizer = _needs_tokenizer(ctx, self.name)
         rows = base_rows(base, ctx)

@@ -40,7 +40,7 @@ named tokenizer classes from its own defaults when it loads them, which would si
 this pipeline; the injected tokenizer is therefore the generic ``PreTrainedTokenizerFast``
 (with the base tokenizer's settings), which saves and loads ``tokenizer.json`` as written.
 Reload a saved one with ``load_injected_tokenizer`` or ``AutoTokenizer``; beside a model whose
-type transformers maps to its own class (qwen2, phi3), ``wake2vec.tokenizer_files`` adds the
+type transformers maps to its own class (qwen2, phi3), ``wake2vec.vocab.tokenizer_files`` adds the
 entry that keeps ``AutoTokenizer`` on the generic class.
 """
 
@@ -57,7 +57,7 @@ from pydantic import Field
 from wake2vec import hookimpl
 from wake2vec.api import Injection, Injector, Params
 from wake2vec.errors import TrainingError, UserInputError
-from wake2vec.lexicon import entry_problem
+from wake2vec.vocab.lexicon import entry_problem
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer

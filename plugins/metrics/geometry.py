@@ -68,7 +68,7 @@ def shared_ids(first: list[int], second: list[int]) -> list[int]:
 
 
 def rows(snapshot: Snapshot, ids: list[int]) -> torch.Tensor:
-    from wake2vec.analysis import select_rows
+    from wake2vec.analysis.geometry import select_rows
 
     return select_rows(snapshot.weight, ids)
 
@@ -111,7 +111,7 @@ class Norms(Metric):
         """``before``/``after``: per-snapshot statistics (see ``analysis.norm_stats``);
         ``histogram``: ``{"bin_edges", "before": {"base": counts, "new": counts}, "after": ...}``,
         row-norm counts on one set of edges spanning every norm of both snapshots."""
-        from wake2vec.analysis import norm_stats
+        from wake2vec.analysis.geometry import norm_stats
 
         def measure(snap: Snapshot) -> dict[str, Any]:
             return norm_stats(rows(snap, snap.base_ids), rows(snap, snap.new_ids))
@@ -121,7 +121,7 @@ class Norms(Metric):
         return jsonable(out)
 
     def _histogram(self, ctx: MetricContext) -> dict[str, Any]:
-        from wake2vec.analysis import row_norms
+        from wake2vec.analysis.geometry import row_norms
 
         norms = {
             (key, which): row_norms(rows(snap, row_ids(snap, which)))
@@ -148,7 +148,8 @@ class Isotropy(Metric):
         sample_size: int | None = Field(default=10_000, ge=2)  # rows per set; None: all rows
 
     def compute(self, ctx: MetricContext) -> dict[str, Any]:
-        from wake2vec.analysis import Memo, isotropy
+        from wake2vec.analysis.geometry import Memo
+        from wake2vec.analysis.spectrum import isotropy
 
         memo = Memo()  # a row set equal in both snapshots (base rows after P1) is measured once
 
@@ -180,7 +181,7 @@ class Drift(Metric):
         """Per row set (``base``, ``new``): rows, mean and min cosine, changed rows, largest
         change, and ``histogram`` (:func:`histogram` of the per-row cosines over [lo, 1], lo the
         smallest cosine of either set rounded down to a multiple of 0.05; same edges for both)."""
-        from wake2vec.analysis import drift, row_changes
+        from wake2vec.analysis.geometry import drift, row_changes
 
         cosines: dict[str, torch.Tensor] = {}
         out: dict[str, Any] = {"before": ctx.before.label, "after": ctx.after.label}
@@ -219,7 +220,7 @@ class Neighbours(Metric):
         tokens with their top k before and after) and ``nearest_cosine``: ``{"before"|"after":
         {"mean", "bin_edges", "counts"}}``, the cosine of each query's nearest base token
         (:func:`histogram`, 40 bins over [-1, 1])."""
-        from wake2vec.analysis import nearest_neighbours, neighbour_overlap
+        from wake2vec.analysis.geometry import nearest_neighbours, neighbour_overlap
 
         k = self.params.k
         new = shared_ids(row_ids(ctx.before, "new"), row_ids(ctx.after, "new"))
@@ -294,7 +295,8 @@ class PcaDims(Metric):
             return value
 
     def compute(self, ctx: MetricContext) -> dict[str, Any]:
-        from wake2vec.analysis import Memo, merge_moments, moments, pca_dims
+        from wake2vec.analysis.geometry import Memo
+        from wake2vec.analysis.spectrum import merge_moments, moments, pca_dims
 
         memo = Memo()  # a row set equal in both snapshots (base rows after P1) is measured once
 
@@ -329,7 +331,7 @@ class PairwiseCosine(Metric):
     def compute(self, ctx: MetricContext) -> dict[str, Any]:
         import torch
 
-        from wake2vec.analysis import pairwise_cosines
+        from wake2vec.analysis.spectrum import pairwise_cosines
 
         bins = self.params.bins
 
@@ -364,7 +366,7 @@ class PipLoss(Metric):
     name: ClassVar[str] = "pip-loss"
 
     def compute(self, ctx: MetricContext) -> dict[str, Any]:
-        from wake2vec.analysis import pip_from_grams, pip_grams
+        from wake2vec.analysis.spectrum import pip_from_grams, pip_grams
 
         out: dict[str, Any] = {"before": ctx.before.label, "after": ctx.after.label}
         grams = {}

@@ -124,7 +124,7 @@ class Diagnostics(Metric):
         (``overlap``, ``norm_change``) for the scatter plot."""
         import torch
 
-        from wake2vec.analysis import nearest_neighbours, row_norms
+        from wake2vec.analysis.geometry import nearest_neighbours, row_norms
 
         k = self.params.k
         ids = sample_ids(shared_ids(row_ids(ctx.before, "new"), row_ids(ctx.after, "new")),

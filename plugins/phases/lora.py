@@ -70,8 +70,8 @@ class Lora(PhaseStrategy):
             set_peft_model_state_dict,
         )
 
-        from wake2vec.parallel import is_main_process
         from wake2vec.training.loop import Trainable, train
+        from wake2vec.training.parallel import is_main_process
         from wake2vec.training.phase_common import phase_result
 
         targets = list(self.params.targets or ctx.lora_targets)

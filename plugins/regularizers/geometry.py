@@ -156,7 +156,7 @@ class Morpheme(Regularizer):
 
     class Params(Params):
         anchor: Literal["initial", "root"] = "initial"  # initial row, or the root word's row
-        # letters left after removing the affix (3, as in wake2vec.morphology's segmentation)
+        # letters left after removing the affix (3, as in wake2vec.vocab.morphology's segmentation)
         min_root: int = Field(default=3, ge=1)
         # displacements shorter than eps x the mean base-row norm fade out (smooth at zero)
         eps: float = Field(default=1e-4, gt=0.0)

@@ -20,7 +20,7 @@ def analyze(run_dir: Path, metrics: tuple[str, ...], no_generation: bool) -> Non
     Probes run on the final model and replace the last phase's. Exits 2 when RUN_DIR is not a
     finished run or is in use.
     """
-    from wake2vec.reanalysis import analyze_run
+    from wake2vec.analysis.reanalysis import analyze_run
 
     out = analyze_run(run_dir, generation=not no_generation, metrics=metrics)
     click.echo(f"analyzed: {out}")

@@ -20,7 +20,7 @@ def archive(run_dir: Path, output: Path | None, no_checkpoints: bool, with_model
     The final model stays out unless --with-model; `analyze` on an unpacked run without it
     rebuilds the embeddings from the base model named in the manifest.
     """
-    from wake2vec.archive import make_archive
+    from wake2vec.rundir.archive import make_archive
 
     out = make_archive(run_dir, output, checkpoints=not no_checkpoints, model=with_model)
     click.echo(f"archived: {out} ({out.stat().st_size / 1e6:.1f} MB)")
@@ -34,6 +34,6 @@ def archive(run_dir: Path, output: Path | None, no_checkpoints: bool, with_model
 def unpack(archive_file: Path, dest: Path | None, force: bool) -> None:
     """Restore a run directory from ARCHIVE (made by `wake2vec archive`), checking every file's
     checksum; `status`, `compare` and `analyze` then work on it."""
-    from wake2vec.archive import unpack_archive
+    from wake2vec.rundir.archive import unpack_archive
 
     click.echo(f"unpacked: {unpack_archive(archive_file, dest, force=force)}")

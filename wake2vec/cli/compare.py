@@ -35,7 +35,8 @@ def compare(run_dirs: tuple[Path, ...], fmt: str, output: Path | None) -> None:
     marked as not comparable; bits per byte compares across tokenizers.
     """
     from wake2vec.errors import UserInputError
-    from wake2vec.monitor import compare_runs, require_run_dirs
+    from wake2vec.rundir.compare import compare_runs
+    from wake2vec.rundir.reading import require_run_dirs
 
     require_run_dirs(run_dirs)
     comparison = compare_runs(list(run_dirs))
@@ -68,7 +69,7 @@ def _label(row: dict[str, Any], mark: str) -> str:
 
 
 def _footnote(comparison: dict[str, Any]) -> str | None:
-    from wake2vec.monitor import NOT_COMPARABLE
+    from wake2vec.rundir.compare import NOT_COMPARABLE
 
     if any(not r["comparable"] for r in comparison["rows"]):
         return f"(!) {NOT_COMPARABLE}."

@@ -24,10 +24,10 @@ def inject(recipe: str, overrides: tuple[str, ...], as_json: bool, save: Path | 
     words (none of their ids produced by the corpus); and whether decoding gives back the
     corpus exactly.
     """
+    from wake2vec.prepare import prepare
     from wake2vec.recipe import load_recipe
     from wake2vec.registry import get_registry
-    from wake2vec.rundir import cache_root
-    from wake2vec.runner import prepare
+    from wake2vec.rundir.directory import cache_root
 
     resolved = load_recipe(recipe, overrides)
     prepared = prepare(resolved, get_registry(), cache_root())

@@ -54,8 +54,8 @@ def build(text: Path, output: Path, scored: Path | None, min_length: int, min_co
     Example:
       wake2vec lexicon build wake.txt -o lexicon.txt --scored lexicon_scored.csv
     """
-    from wake2vec.lexicon_build import DEFAULT_STOPWORDS, build_lexicon, load_stopwords
-    from wake2vec.textclean import clean_text, read_text_file
+    from wake2vec.vocab.lexicon_build import DEFAULT_STOPWORDS, build_lexicon, load_stopwords
+    from wake2vec.vocab.textclean import clean_text, read_text_file
 
     outputs = [output] + ([scored] if scored is not None else [])
     _check_outputs(text, outputs, force)

@@ -45,7 +45,7 @@ def plan(
     model directory. Prints the terms of each estimate, whether it fits the GPU, and what to
     change when it does not. Exits 0 when every phase fits, 1 when one does not, 2 for bad input.
     """
-    from wake2vec.plan import plan_recipe
+    from wake2vec.plan_recipe import plan_recipe
     from wake2vec.recipe import load_recipe
 
     resolved = load_recipe(recipe, overrides)

@@ -29,7 +29,7 @@ def run(recipe: str, overrides: tuple[str, ...], output_dir: Path | None, resume
     resolved = load_recipe(recipe, overrides)
     outcome = execute(resolved, source=recipe, overrides=list(overrides), run_dir=output_dir,
                       resume=resume, force=force)
-    from wake2vec.parallel import is_main_process
+    from wake2vec.training.parallel import is_main_process
 
     if is_main_process():
         click.echo(f"run {outcome.status}: {outcome.run_dir}")

@@ -27,7 +27,8 @@ def status(run_dirs: tuple[Path, ...], watch: bool, interval: float, as_json: bo
 
     Safe to use on a run another process is writing. Exits 2 when a path is not a run directory.
     """
-    from wake2vec.monitor import require_run_dirs, run_status
+    from wake2vec.rundir.reading import require_run_dirs
+    from wake2vec.rundir.status import run_status
 
     require_run_dirs(run_dirs)
 

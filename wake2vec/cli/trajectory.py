@@ -17,7 +17,7 @@ def trajectory(run_dir: Path, sample: int, k: int) -> None:
     """Follow the new rows of RUN_DIR through its snapshots (injected, every `snapshot_every`
     steps of each phase, the end of each phase): drift from the injected rows, norms and
     neighbour overlap over time. Writes trajectory.json, trajectory.png and trajectory.gif."""
-    from wake2vec.trajectory import trajectory as follow
+    from wake2vec.analysis.trajectory import trajectory as follow
 
     data = follow(run_dir, sample=sample, k=k)
     last = data["snapshots"][-1]

@@ -21,9 +21,9 @@ def check_inputs(recipe: Recipe, registry: Registry | None = None) -> list[str]:
     column) on the first problem. Returns warnings about harmless quirks (duplicate lexicon
     entries, files that will be ignored) for the run log. Loads no model and writes nothing.
     """
-    from wake2vec.data import check_corpus
-    from wake2vec.lexicon import load_lexicon
-    from wake2vec.morphology import load_morphology
+    from wake2vec.training.data import check_corpus
+    from wake2vec.vocab.lexicon import load_lexicon
+    from wake2vec.vocab.morphology import load_morphology
 
     data = recipe.data
     check_corpus(data, recipe.run.seed)

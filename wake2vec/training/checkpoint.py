@@ -253,3 +253,26 @@ def best_checkpoint(root: Path) -> Path | None:
         if loss is not None and loss <= best_loss:
             best, best_loss = path, loss
     return best
+
+
+def save_snapshot(folder: Path, step: int, tensors: dict[str, torch.Tensor], *, keep: int = 0,
+                  seed: int = 0) -> Path | None:
+    """Keep the new rows of ``step`` (``snapshot_every``) for ``wake2vec trajectory``: the rows
+    only (all, or the same seeded ``keep`` of them in every snapshot), safetensors, written
+    atomically; phases whose trainable tensors are not rows (LoRA adapters) keep none."""
+    if "input" not in tensors or "ids" not in tensors:
+        return None
+    import torch
+    from safetensors.torch import save_file
+
+    rows = {k: v.detach().cpu() for k, v in tensors.items() if k in ("ids", "input", "output")}
+    count = rows["ids"].shape[0]
+    if 0 < keep < count:
+        chosen = torch.randperm(count, generator=torch.Generator().manual_seed(seed))[:keep].sort().values
+        rows = {k: v[chosen] for k, v in rows.items()}
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"step-{step:07d}.safetensors"
+    tmp = folder / f".{path.name}.tmp"
+    save_file({k: v.contiguous() for k, v in rows.items()}, str(tmp))
+    tmp.replace(path)
+    return path

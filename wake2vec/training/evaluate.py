@@ -15,7 +15,7 @@ def token_nll(model: nn.Module, input_ids: torch.Tensor) -> tuple[torch.Tensor, 
     """Sum of next-token negative log-likelihoods over ``input_ids`` (fp32, with grad when
     grad is enabled) and the number of predicted tokens.
 
-    When the new rows are installed (:class:`wake2vec.training.rows.RowHead`) and the model's
+    When the new rows are installed (:class:`wake2vec.training.head.RowHead`) and the model's
     logits are exactly the head's output, the head computes the NLL chunk by chunk
     (:meth:`RowHead.nll`): the full-vocabulary logits never exist at once. Otherwise the
     model's logits go through plain cross-entropy.
@@ -55,7 +55,7 @@ def _fused_head(model: nn.Module, input_ids: torch.Tensor) -> Any:
     """
     import torch
 
-    from wake2vec.training.rows import RowHead
+    from wake2vec.training.head import RowHead
 
     inner = model
     while isinstance(getattr(inner, "module", None), torch.nn.Module):  # DDP and similar

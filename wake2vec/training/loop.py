@@ -350,8 +350,9 @@ def train(ctx: PhaseContext, model: torch.nn.Module, trainable: Trainable) -> Lo
         bar.set_postfix(loss="skipped" if bad else f"{train_loss:.4f}")
         if snapshots and step % spec.snapshot_every == 0:
             # a phase whose trainable tensors are not rows keeps none: stop asking after the first
-            snapshots = save_snapshot(ctx.out_dir / "snapshots", step, trainable.state_tensors(),
-                                      keep=spec.snapshot_rows, seed=ctx.seed) is not None
+            snapshots = ckpt.save_snapshot(ctx.out_dir / "snapshots", step,
+                                           trainable.state_tensors(), keep=spec.snapshot_rows,
+                                           seed=ctx.seed) is not None
 
         at_end = step >= spec.steps
         due_save = not spec.save_every or step % spec.save_every == 0
@@ -397,29 +398,6 @@ def train(ctx: PhaseContext, model: torch.nn.Module, trainable: Trainable) -> Lo
         last_checkpoint=last_saved or (last[-1] if last else None),
         resumed_from=resumed_from,
     )
-
-
-def save_snapshot(folder: Path, step: int, tensors: dict[str, torch.Tensor], *, keep: int = 0,
-                  seed: int = 0) -> Path | None:
-    """Keep the new rows of ``step`` (``snapshot_every``) for ``wake2vec trajectory``: the rows
-    only (all, or the same seeded ``keep`` of them in every snapshot), safetensors, written
-    atomically; phases whose trainable tensors are not rows (LoRA adapters) keep none."""
-    if "input" not in tensors or "ids" not in tensors:
-        return None
-    import torch
-    from safetensors.torch import save_file
-
-    rows = {k: v.detach().cpu() for k, v in tensors.items() if k in ("ids", "input", "output")}
-    count = rows["ids"].shape[0]
-    if 0 < keep < count:
-        chosen = torch.randperm(count, generator=torch.Generator().manual_seed(seed))[:keep].sort().values
-        rows = {k: v[chosen] for k, v in rows.items()}
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"step-{step:07d}.safetensors"
-    tmp = folder / f".{path.name}.tmp"
-    save_file({k: v.contiguous() for k, v in rows.items()}, str(tmp))
-    tmp.replace(path)
-    return path
 
 
 def _check_reload(again: dict[str, Any], path: Path, saved: float) -> None:

@@ -149,7 +149,7 @@ def english_zipf(words: Iterable[str]) -> dict[str, float]:
 
 def load_stopwords(path: str | Path, encoding: str = "utf-8") -> set[str]:
     """Stop words from a file: one per line, blank lines and ``#`` comments skipped, lower-cased."""
-    from wake2vec.textclean import read_text_file
+    from wake2vec.vocab.textclean import read_text_file
 
     text = read_text_file(path, encoding, hint="set the encoding with --encoding")
     words = set()

@@ -6,8 +6,8 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from wake2vec.data import check_byte_order_mark
 from wake2vec.errors import DataError
+from wake2vec.vocab.files import check_byte_order_mark
 
 MAX_WORD_LENGTH = 100
 MAX_LISTED = 10  # rejected entries listed one per line in an error message

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wake2vec.errors import UserInputError
-from wake2vec.rundir import MANIFEST, write_json_atomic
+from wake2vec.rundir.directory import MANIFEST, write_json_atomic
 
 if TYPE_CHECKING:
     import torch
@@ -147,10 +147,10 @@ def base_rows(run_dir: Path, n_base: int) -> torch.Tensor:
                     return handle.get_slice(key)[:n_base].float()
     import logging
 
+    from wake2vec.prepare import prepare
     from wake2vec.recipe import Recipe
     from wake2vec.registry import get_registry
-    from wake2vec.rundir import cache_root
-    from wake2vec.runner import prepare
+    from wake2vec.rundir.directory import cache_root
 
     logging.getLogger(__name__).warning(
         "trajectory: %s has no final/model; loading the base model for the base rows", run_dir)
@@ -181,7 +181,7 @@ def measure(found: list[Frame], rows: list[torch.Tensor], base: torch.Tensor, id
     ``ids`` in snapshot ``found[i]``; ``base`` the base rows."""
     import torch
 
-    from wake2vec.analysis import nearest_neighbours, row_norms
+    from wake2vec.analysis.geometry import nearest_neighbours, row_norms
 
     start = rows[0]
     start_nn = nearest_neighbours(start, base, k)[1]
@@ -226,7 +226,7 @@ def write_plots(run_dir: Path, data: dict[str, Any], lines: list[list[int]],
     import matplotlib
     from matplotlib.animation import FuncAnimation, PillowWriter
 
-    from wake2vec.figures import BASE, NEW, STYLE, _figure, _png
+    from wake2vec.analysis.figures import BASE, NEW, STYLE, _figure, _png
 
     snaps = data["snapshots"]
     x = [s["position"] for s in snaps]

@@ -20,7 +20,7 @@ from typing import Any
 
 from wake2vec.api import Snapshot
 from wake2vec.errors import RunDirError, UserInputError
-from wake2vec.rundir import MANIFEST, RunDir, write_json_atomic
+from wake2vec.rundir.directory import MANIFEST, RunDir, write_json_atomic
 
 log = logging.getLogger("wake2vec")
 
@@ -66,8 +66,8 @@ def analyze_run(path: Path, *, generation: bool = True, metrics: tuple[str, ...]
             log.warning("analyze: %s has no final/model; rebuilding the embeddings from the base "
                         "model %s (generation probes need the final model and are skipped)",
                         path, manifest.get("model", {}).get("source"))
-            from wake2vec.rundir import cache_root
-            from wake2vec.runner import prepare
+            from wake2vec.prepare import prepare
+            from wake2vec.rundir.directory import cache_root
 
             prepared = prepare(recipe, registry, cache_root())
             model, tokenizer = prepared.loaded.model, prepared.injection.tokenizer
@@ -94,7 +94,7 @@ def analyze_run(path: Path, *, generation: bool = True, metrics: tuple[str, ...]
                                           model, tokenizer, groups, index == len(phase_dirs) - 1)
             write_json_atomic(folder / "metrics.json", record)
         if generation and recipe.analysis.generation.enabled:
-            from wake2vec.generation import probe
+            from wake2vec.analysis.generation import probe
 
             log.info("analyze: generation probes on the final model")
             record = _read(phase_dirs[-1] / "metrics.json") or {}
@@ -108,7 +108,7 @@ def analyze_run(path: Path, *, generation: bool = True, metrics: tuple[str, ...]
         run.save_manifest()
         if not recipe.report.html:
             return path
-        from wake2vec.report import write_report
+        from wake2vec.analysis.report import write_report
 
         return write_report(path, manifest, recipe.report.title)
     finally:
@@ -159,7 +159,7 @@ def _measure(registry: Any, refs: list[Any], before: Snapshot, after: Snapshot, 
 
 def _groups(recipe: Any, words: list[str]) -> dict[str, str]:
     """Word groups for plots, as the run had them, when its morpheme files are still there."""
-    from wake2vec.morphology import load_morphology, word_groups
+    from wake2vec.vocab.morphology import load_morphology, word_groups
 
     data = recipe.data
     if data.morphemes is None or not Path(data.morphemes).is_file():
@@ -181,7 +181,7 @@ def _saved_aliases(rows: Path) -> dict[int, int]:
     """The ``alias -> owner`` id pairs of a rows file (a word's second spelling)."""
     from safetensors.torch import load_file
 
-    from wake2vec.artifacts import alias_pairs
+    from wake2vec.rundir.artifacts import alias_pairs
 
     return alias_pairs(load_file(str(rows)))
 
@@ -192,7 +192,7 @@ def _lexicon_words(recipe: Any, path: Path) -> list[str]:
 
     lexicon = Path(recipe.data.lexicon)
     if lexicon.is_file():
-        from wake2vec.lexicon import load_lexicon
+        from wake2vec.vocab.lexicon import load_lexicon
 
         return list(load_lexicon(lexicon, encoding=recipe.data.encoding).words)
     return _saved_words(path / INJECTED_ROWS)

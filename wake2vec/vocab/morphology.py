@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from wake2vec.data import check_byte_order_mark, jsonl_objects
 from wake2vec.errors import DataError
+from wake2vec.vocab.files import check_byte_order_mark, jsonl_objects
 
 MORPHEME_TYPES = ("prefix", "suffix")
 MIN_ROOT = 3

@@ -1,36 +1,18 @@
-"""The run report: one self-contained HTML page (jinja2, autoescaped) and a JSON twin.
-
-:func:`write_report` reads the run directory (manifest, injection report, each phase's
-metrics.json and history.jsonl), writes ``report.json`` (the data the page shows), the figures
-(``curves.png`` at the run root, ``NN-phase/geometry.png``) and ``report.html`` with the figures
-embedded as data: URIs and the CSS inline, so the page makes no outside request. Every string
-from the run (token strings, lexicon words, prompts, samples, file names) reaches the page only
-through jinja2's autoescaping.
-"""
+"""What the run report shows, read from a run directory: each phase's history thinned for the
+curves, branches grouped with their starting points, the summary rows, the geometry tables, the
+neighbour table and the generation samples (rendered by :mod:`wake2vec.analysis.report`)."""
 
 from __future__ import annotations
 
-import base64
-import json
 import math
 from pathlib import Path
 from typing import Any
 
-from wake2vec.monitor import dig, phase_dirs, read_json, read_jsonl
-from wake2vec.rundir import write_json_atomic
+from wake2vec.rundir.reading import dig, read_json, read_jsonl
+from wake2vec.rundir.status import phase_dirs
 
-DEMO_NOTE = (
-    "This run used the built-in demo model: random weights and a tokenizer trained on the demo "
-    "corpus. It exists to exercise the pipeline; its losses and samples say nothing about "
-    "language. Real runs name a hub model and the researcher's own text."
-)
 MAX_TRAIN_POINTS = 2_000  # train-loss points per phase kept for the curves (evenly thinned)
 NEIGHBOURS_SHOWN = 5  # neighbours per token and snapshot in the neighbour table
-ITEMS_SHOWN = 200  # skipped / rejected entries listed on the page
-_CONTROL = {c: 0x2400 + c for c in range(32) if chr(c) not in "\n\t"} | {127: 0x2421}
-
-
-# ----------------------------------------------------------------------------- reading the run
 
 
 def _history(path: Path) -> list[dict[str, Any]]:
@@ -176,9 +158,6 @@ def collect(run_dir: Path, manifest: dict[str, Any]) -> dict[str, Any]:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-# ----------------------------------------------------------------------------- page sections
 
 
 def summary(manifest: dict[str, Any], injection: dict[str, Any]) -> list[tuple[str, Any]]:
@@ -439,7 +418,7 @@ def generation_view(generation: Any) -> dict[str, Any] | None:
     if not isinstance(generation, dict) or not generation.get("samples"):
         return None
     by_t = generation.get("by_temperature") or {}
-    from wake2vec.generation import MEASURES  # their order: the table's columns
+    from wake2vec.analysis.generation import MEASURES  # their order: the table's columns
 
     measures = [m for m in MEASURES if any(m in (v or {}) for v in by_t.values())]
     extra = sorted({m for v in by_t.values() for m in (v or {}) if m not in MEASURES})
@@ -468,124 +447,3 @@ def generation_view(generation: Any) -> dict[str, Any] | None:
         "table": table,
         "groups": [{"temperature": t, "samples": groups[t]} for t in order],
     }
-
-
-# ----------------------------------------------------------------------------- rendering
-
-
-def visible(text: Any) -> str:
-    """``text`` with control characters (other than newline and tab) shown as their Unicode
-    control pictures, so a sample's stray bytes are seen, not swallowed."""
-    return str(text).translate(_CONTROL)
-
-
-def cell(value: Any) -> str:
-    """A table value as text: counts with thousands separators, floats to 4 significant
-    digits, yes/no for booleans, a dash for missing values."""
-    if value is None:
-        return "—"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        return "nan" if math.isnan(value) else format(value, ".4g")
-    return str(value)
-
-
-def listing(value: Any, key: str) -> list[Any]:
-    """``value[key]`` when ``value`` is a mapping holding a list there, else an empty list."""
-    found = value.get(key) if isinstance(value, dict) else None
-    return found if isinstance(found, list) else []
-
-
-def share(value: Any) -> str:
-    return f"{value:.1%}" if _is_number(value) else "—"
-
-
-def join_prompt(prompt: str, text: str) -> str:
-    """The separator between a prompt and its continuation: a space unless either side has one
-    (a SentencePiece decode of the continuation alone drops its leading space)."""
-    if not prompt or not text or prompt[-1].isspace() or text[0].isspace():
-        return ""
-    return " "
-
-
-def _data_uri(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
-
-
-def _write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
-
-
-def render(data: dict[str, Any], title: str, figures: dict[str, str]) -> str:
-    """The HTML page for ``data`` (from :func:`collect`) with ``figures`` (name -> data URI)."""
-    from jinja2 import Environment, PackageLoader
-
-    env = Environment(
-        loader=PackageLoader("wake2vec", "templates"),
-        autoescape=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.globals["items_shown"] = ITEMS_SHOWN
-    env.filters.update(
-        cell=cell,
-        listing=listing,
-        share=share,
-        visible=visible,
-        join_prompt=join_prompt,
-        tojson_pretty=lambda v: json.dumps(v, indent=2, ensure_ascii=False, default=str),
-    )
-    family = dig(data, "manifest", "model", "family")
-    return env.get_template("report.html").render(
-        title=title, demo_note=DEMO_NOTE if family == "demo" else None, figures=figures, **data
-    )
-
-
-def write_report(run_dir: Path, manifest: dict[str, Any], title: str | None = None) -> Path:
-    """Write ``report.json``, the figures and ``report.html`` into ``run_dir``; returns the
-    HTML path."""
-    from wake2vec.figures import branches_figure, curves_figure, geometry_figure
-    from wake2vec.figures_study import has_study_data, study_figure
-
-    run_dir = Path(run_dir)
-    data = collect(run_dir, manifest)
-    write_json_atomic(run_dir / "report.json", data)
-    uniform = next(
-        (
-            u
-            for p in data["phases"]
-            if _is_number(u := dig(p, "record", "evaluation", "uniform_loss"))
-        ),
-        None,
-    )
-    figures = {}
-    png = curves_figure(data["curves"], uniform)
-    _write_bytes(run_dir / "curves.png", png)
-    figures["curves"] = _data_uri(png)
-    for number, group in enumerate(data["branches"]):
-        png = branches_figure(group)
-        _write_bytes(run_dir / f"branches-{group['parent']}.png", png)
-        figures[f"branches:{number}"] = _data_uri(png)
-    for phase in data["phases"]:
-        analysis = dig(phase, "metrics", "analysis")
-        if not analysis or not phase["folder"]:
-            continue
-        png = geometry_figure(analysis, f"Embedding geometry, phase {phase['name']}")
-        _write_bytes(run_dir / phase["folder"] / "geometry.png", png)
-        figures[phase["name"]] = _data_uri(png)
-        if has_study_data(analysis):
-            png = study_figure(analysis, f"New tokens and their neighbourhoods, phase {phase['name']}")
-            _write_bytes(run_dir / phase["folder"] / "study.png", png)
-            figures[phase["name"] + ":study"] = _data_uri(png)
-    run_name = dig(manifest, "recipe", "run", "name") or run_dir.name
-    html = render(data, title or f"wake2vec run {run_name}", figures)
-    path = run_dir / "report.html"
-    tmp = path.with_name(".report.html.tmp")
-    tmp.write_text(html, encoding="utf-8")
-    tmp.replace(path)
-    return path

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-from wake2vec.figures import BASE, NEW, STYLE, _figure, _note, _png
+from wake2vec.analysis.figures import BASE, NEW, STYLE, _figure, _note, _png
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from wake2vec import __version__
 from wake2vec.errors import UserInputError
-from wake2vec.rundir import LOCK, MANIFEST
+from wake2vec.rundir.directory import LOCK, MANIFEST
 
 INDEX = "ARCHIVE.json"
 # never archived: the lock, tokenised-data caches, temporary files of interrupted writes

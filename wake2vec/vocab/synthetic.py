@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from wake2vec.morphology import Morphology
+    from wake2vec.vocab.morphology import Morphology
 
 POSITIONS = ("start", "middle", "comma", "quoted")
 

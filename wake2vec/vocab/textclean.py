@@ -117,15 +117,10 @@ def read_text_file(path: str | Path, encoding: str = "utf-8", *, hint: str = "")
     """Read and decode a text file; raise DataError naming the file, line and byte on failure.
 
     ``hint`` is appended to a decoding error (e.g. which option sets the encoding)."""
+    from wake2vec.vocab.files import read_bytes
+
+    raw = read_bytes(Path(path))
     path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: file not found")
-    if not path.is_file():
-        raise DataError(f"{path}: not a file")
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from exc
     try:
         return raw.decode(encoding)
     except LookupError:
