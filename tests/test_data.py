@@ -146,46 +146,64 @@ def test_cache_is_reused_but_never_for_a_changed_tokenizer(tmp_path, corpus):
 # --------------------------------------------------------------------------- bits per byte
 
 
-@pytest.mark.parametrize("bos", [True, False])
-def test_bits_per_byte_matches_a_hand_computation(tmp_path, bos):
+@pytest.mark.parametrize("start", ["bos", "eos", "none"])
+def test_bits_per_byte_matches_a_hand_computation(tmp_path, start):
     text = corpus_text().replace("Eve", "Ève").replace("Adam", "Ädäm")  # multi-byte characters
-    tokenizer = train_tokenizer(text, bos=bos)
+    tokenizer = train_tokenizer(text, bos=start == "bos")
+    if start == "none":
+        tokenizer.eos_token = None
     path = tmp_path / "c.txt"
     path.write_text(text, encoding="utf-8")
     bundle = prepare_data(data_spec(path, seq_len=16), tokenizer, None, 0)
     model = tiny_model(len(tokenizer), tied=False).eval()
 
-    # by hand: tokens of the validation text, cut into blocks, NLL summed over predicted tokens
+    # by hand: tokens of the validation text, cut into blocks (the last one short), each opened
+    # by the start token as context when there is one, NLL summed over predicted tokens
     enc = tokenizer(bundle.val_text, add_special_tokens=False, return_offsets_mapping=True)
     ids, offsets = enc["input_ids"], enc["offset_mapping"]
-    per_block = 15 if bos else 16
-    n_blocks = len(ids) // per_block
+    opener = {"bos": tokenizer.bos_token_id, "eos": tokenizer.eos_token_id, "none": None}[start]
+    per_block = 16 if opener is None else 15
+    n_blocks = -(-len(ids) // per_block)
+    assert len(ids) % per_block, "the text should leave a partial block to cover"
     nll, n_tokens, n_bytes = 0.0, 0, 0
     for b in range(n_blocks):
-        chunk = ids[b * per_block : (b + 1) * per_block]
-        block = torch.tensor([([tokenizer.bos_token_id] if bos else []) + chunk])
+        lo, hi = b * per_block, min(len(ids), (b + 1) * per_block)
+        block = torch.tensor([([] if opener is None else [opener]) + ids[lo:hi]])
         with torch.no_grad():
             logits = model(block).logits[0, :-1]
         nll += float(F.cross_entropy(logits, block[0, 1:], reduction="sum"))
         n_tokens += block.shape[1] - 1
-        # bytes of the predicted tokens: from the end of the context-only token to the last
-        begin = (
-            offsets[b * per_block - 1][1]
-            if bos and b
-            else (0 if bos else offsets[b * per_block][1])
-        )
-        n_bytes += len(bundle.val_text[begin : offsets[(b + 1) * per_block - 1][1]].encode())
-    result = evaluate(
-        model, bundle.val_tensor(), list(bundle.val_blocks["n_bytes"]), 4, len(tokenizer)
-    )
+        # bytes of the predicted tokens: from the end of the last token not predicted
+        begin = offsets[lo - 1][1] if opener is not None and b else offsets[lo][1] if opener is None else 0
+        n_bytes += len(bundle.val_text[begin : offsets[hi - 1][1]].encode())
+    assert len(bundle.val_blocks) == n_blocks
+    result = evaluate(model, bundle.val_tensor(), list(bundle.val_blocks["n_bytes"]), 4,
+                      len(tokenizer), lengths=bundle.val_lengths())
     assert result["val_tokens"] == n_tokens and result["val_bytes"] == n_bytes
     assert result["val_loss"] == pytest.approx(nll / n_tokens, rel=1e-5)
     assert result["bits_per_byte"] == pytest.approx(nll / n_bytes / math.log(2), rel=1e-5)
     assert result["perplexity"] == pytest.approx(math.exp(nll / n_tokens), rel=1e-5)
     assert result["uniform_loss"] == pytest.approx(math.log(len(tokenizer)))
-    if bos:  # every byte of the covered text is predicted
-        covered = bundle.val_text[: offsets[n_blocks * per_block - 1][1]]
+    if opener is not None:  # every byte of the validation text up to its last token is predicted
+        covered = bundle.val_text[: offsets[-1][1]]
         assert n_bytes == len(covered.encode()) > len(covered)
+
+
+def test_validation_of_two_tokenizers_covers_the_same_bytes(tmp_path):
+    """A tokenizer with one more whole word cuts the text into other blocks, yet its
+    validation predicts exactly the same bytes: the comparison of a run's base model with its
+    injected one rests on this."""
+    text = corpus_text()
+    path = tmp_path / "c.txt"
+    path.write_text(text, encoding="utf-8")
+    tokenizer = train_tokenizer(text)
+    base = prepare_data(data_spec(path, seq_len=16), tokenizer, None, 0)
+    tokenizer.add_tokens(["riverrun"])
+    injected = prepare_data(data_spec(path, seq_len=16), tokenizer, None, 0)
+    assert injected.val_text == base.val_text and "riverrun" in base.val_text
+    assert len(injected.val_blocks) != len(base.val_blocks) or \
+        injected.val_lengths() != base.val_lengths()
+    assert injected.val_bytes == base.val_bytes == len(base.val_text.encode())  # byte-level: all
 
 
 def test_synthetic_sentences_go_to_training_only(tmp_path, corpus):

@@ -1,10 +1,11 @@
-"""Regime labels of evaluations: improving, plateau, overfitting."""
+"""Regime labels of evaluations: improving, plateau, overfitting, fried."""
 
 from __future__ import annotations
 
 import pytest
 
-from wake2vec.training.evaluate import REGIMES, regime
+from wake2vec.recipe.schema import REGIMES
+from wake2vec.training.evaluate import regime
 
 
 @pytest.mark.parametrize("previous, current, expected", [
@@ -13,7 +14,10 @@ from wake2vec.training.evaluate import REGIMES, regime
     ({"val_loss": 5.0, "train_loss": 5.0}, {"val_loss": 5.001, "train_loss": 4.8}, "plateau"),
     ({"val_loss": 5.0, "train_loss": 5.0}, {"val_loss": 5.2, "train_loss": 4.6}, "overfitting"),
     ({"val_loss": 5.0, "train_loss": 5.0}, {"val_loss": 5.2, "train_loss": 5.0}, "overfitting"),
-    ({"val_loss": 5.0, "train_loss": 5.0}, {"val_loss": 5.2, "train_loss": 5.5}, "plateau"),
+    ({"val_loss": 5.0, "train_loss": 5.0}, {"val_loss": 5.2, "train_loss": 5.5}, "fried"),
+    # the first evaluation of a phase against the point it started from
+    ({"val_loss": 4.0, "train_loss": 4.2}, {"val_loss": 4.3, "train_loss": 4.9}, "fried"),
+    ({"val_loss": 4.0, "train_loss": None}, {"val_loss": 3.9, "train_loss": 4.0}, "improving"),
 ])
 def test_regime_labels(previous, current, expected):
     assert regime(previous, current) == expected

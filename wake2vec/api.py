@@ -72,6 +72,7 @@ class LoadedModel:
     tied: bool  # the model's own tie setting, respected throughout
     lora_targets: tuple[str, ...] = ()
     notes: list[str] = field(default_factory=list)  # shown in the log and the report
+    source_file: dict[str, Any] = field(default_factory=dict)  # e.g. {"gguf": path, sha256, ...}
 
 
 class ModelFamily(Plugin):
@@ -173,6 +174,9 @@ class PhaseContext:
     order_key: str = ""  # seeds the batch order with the run's seed (default: the phase's name)
     aliases: dict[int, int] = field(default_factory=dict)  # new id -> owner in ``new_ids``
     alias_shift: dict[str, Any] = field(default_factory=dict)  # see Injection.alias_shift
+    # the evaluation of the point the phase starts from ({"val_loss": ...}: step 0 for the first
+    # phase, else the state its parent handed on); its first evaluation's regime compares with it
+    start_eval: dict[str, Any] | None = None
 
 
 @dataclass
@@ -187,6 +191,10 @@ class PhaseResult:
 
 class PhaseStrategy(Plugin):
     """One training phase: which parameters train, and how."""
+
+    # True for a phase that trains only the new rows (P1, P3): a control run, which adds no
+    # word, leaves such phases out
+    trains_new_rows_only: ClassVar[bool] = False
 
     def run(self, ctx: PhaseContext) -> PhaseResult:
         raise NotImplementedError

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from wake2vec.api import LoadedModel
 from wake2vec.errors import UserInputError
+from wake2vec.gguf_source import gguf_config, gguf_file, inspect_gguf
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -65,7 +66,8 @@ def _local_dir(source: str) -> Path | None:
     if path.exists():
         if not path.is_dir():
             raise UserInputError(
-                f"model path {source} is a file; give the directory that holds config.json"
+                f"model path {source} is a file; give the directory that holds config.json, "
+                "or a .gguf file"
             )
         return path
     try:
@@ -102,6 +104,10 @@ def read_model_type(source: str) -> str | None:
     UserInputError, as it would be when loading."""
     if not source:
         return None
+    gguf = gguf_file(source)
+    if gguf is not None:
+        model_type = gguf_config(gguf).get("model_type")
+        return model_type if isinstance(model_type, str) else None
     directory = _local_dir(source)
     if directory is None:
         return None
@@ -155,8 +161,15 @@ def _check_hub_cache(source: str) -> None:
 def check_source(source: str, trust_remote_code: bool) -> Path | None:
     """Check ``source`` without loading a model: a local directory must hold a config.json
     naming an architecture transformers can build as a causal LM (or, with
-    ``trust_remote_code``, its own code); offline, a hub id must be cached. Returns the local
-    directory, or None for a hub id (whose config is fetched only when loading)."""
+    ``trust_remote_code``, its own code); a GGUF file must hold an architecture and
+    quantisations transformers can load; offline, a hub id must be cached. Returns the local
+    directory (a GGUF file's folder), or None for a hub id (whose config is fetched only when
+    loading)."""
+    gguf = gguf_file(source)
+    if gguf is not None:
+        inspect_gguf(gguf, digest=False)
+        _check_architecture(gguf_config(gguf), str(gguf), trust_remote_code)
+        return gguf.parent
     directory = _local_dir(source)
     if directory is not None:
         _check_architecture(
@@ -272,25 +285,32 @@ def load_pretrained(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     quantization_config = _quantization_config(quantization, dtype)
+    gguf = gguf_file(source)
+    facts = inspect_gguf(gguf) if gguf is not None else None
     directory = check_source(source, trust_remote_code)
     if directory is None:
         _check_architecture(_hub_config(source, trust_remote_code), source, trust_remote_code)
     where = str(directory) if directory is not None else repr(source)
+    # a GGUF file loads from its folder with gguf_file=, dequantised to ``dtype``
+    load_from, from_gguf = (str(gguf.parent), {"gguf_file": gguf.name}) if gguf else (source, {})
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(
+            load_from, trust_remote_code=trust_remote_code, **from_gguf)
     except (OSError, ValueError) as exc:
         raise UserInputError(f"cannot load a tokenizer from {where}: {exc}") from None
     notes = _fix_padding(tokenizer)
     if tokenizer_ready is not None:
         tokenizer_ready(tokenizer)
-    kwargs = {"dtype": torch_dtype(dtype), "trust_remote_code": trust_remote_code}
+    kwargs = {"dtype": torch_dtype(dtype), "trust_remote_code": trust_remote_code, **from_gguf}
     if quantization_config is not None:
         kwargs["quantization_config"] = quantization_config
     kwargs.update(extra or {})
     try:
-        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(load_from, **kwargs)
     except OSError as exc:
         raise UserInputError(f"cannot load model weights from {where}: {exc}") from None
+    if gguf is not None:
+        _forget_gguf_quantizer(model)
     generation = getattr(model, "generation_config", None)
     if notes and generation is not None and generation.pad_token_id is None:
         generation.pad_token_id = tokenizer.pad_token_id
@@ -299,6 +319,9 @@ def load_pretrained(
     if tie_note:
         notes.append(tie_note)
     notes += precision_notes(dtype, quantization)
+    if facts is not None:
+        notes.append(f"loaded from the GGUF file {gguf.name} ({facts.file_type}, architecture "
+                     f"{facts.architecture}), dequantised to {dtype}")
     return LoadedModel(
         model=model,
         tokenizer=tokenizer,
@@ -307,7 +330,19 @@ def load_pretrained(
         tied=tied,
         lora_targets=tuple(lora_targets),
         notes=notes,
+        source_file={"gguf": facts.as_dict()} if facts is not None else {},
     )
+
+
+def _forget_gguf_quantizer(model: Any) -> None:
+    """A model read from GGUF holds plain dequantised tensors, but transformers keeps its GGUF
+    quantizer on it, which refuses save_pretrained; drop it so the model saves and trains like
+    one loaded from safetensors."""
+    if getattr(model, "hf_quantizer", None) is not None:
+        model.hf_quantizer = None
+    config = getattr(model, "config", None)
+    if config is not None and hasattr(config, "quantization_config"):
+        del config.quantization_config
 
 
 def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool | None:

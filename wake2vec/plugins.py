@@ -25,6 +25,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "wake2vec_plugins.models.families",
     "wake2vec_plugins.injectors.whole_word",
     "wake2vec_plugins.injectors.bpe_merges",
+    "wake2vec_plugins.injectors.none",
     "wake2vec_plugins.initializers.basic",
     "wake2vec_plugins.phases.embed_only",
     "wake2vec_plugins.phases.lora",

@@ -48,10 +48,14 @@ class Prepared:
     lexicon: Any
     morphology: Any
     report: dict[str, Any]
+    base_eval: dict[str, Any] | None = None  # the untouched model on the validation text
 
 
-def prepare(recipe: Recipe, registry: Registry, cache_dir: Path) -> Prepared:
-    """Read the data, load the model, inject the lexicon and initialise the new rows."""
+def prepare(recipe: Recipe, registry: Registry, cache_dir: Path, *,
+            evaluate_base: bool = False) -> Prepared:
+    """Read the data, load the model, inject the lexicon and initialise the new rows; with
+    ``evaluate_base`` (and ``analysis.baselines``) first evaluate the untouched model with its
+    own tokenizer on the validation text (blocks cached under ``cache_dir``)."""
     # accelerate's set_seed: transformers' imports peft and bitsandbytes (about 5 s)
     from accelerate.utils import set_seed
 
@@ -94,6 +98,15 @@ def prepare(recipe: Recipe, registry: Registry, cache_dir: Path) -> Prepared:
     check_loaded(recipe, loaded)
     base_tokenizer = loaded.tokenizer
     check_prepared(recipe, loaded, injection)
+    base_eval = None
+    if evaluate_base and recipe.analysis.baselines:  # before the matrices change
+        from wake2vec.training.baselines import measure
+        from wake2vec.training.data import prepare_data
+
+        log.info("baseline: evaluating the untouched model on the validation text")
+        bundle = prepare_data(data, base_tokenizer, cache_dir / "blocks", seed, lexicon.words,
+                              text=text)
+        base_eval = measure(loaded.model, bundle, recipe.phases[0].batch_size, len(base_tokenizer))
     summary = apply_injection(loaded.model, injection, initializer,
                               base_ids=list(range(len(base_tokenizer))),
                               morphology=morphology, seed=seed, tied=loaded.tied,
@@ -103,7 +116,8 @@ def prepare(recipe: Recipe, registry: Registry, cache_dir: Path) -> Prepared:
                          "rejected": [list(r) for r in lexicon.rejected]}
     report["embedding"] = summary
     log.info("injection: %s", _injection_line(report))
-    return Prepared(loaded, base_tokenizer, injection, text, lexicon, morphology, report)
+    return Prepared(loaded, base_tokenizer, injection, text, lexicon, morphology, report,
+                    base_eval)
 
 
 def _load_and_inject(family: Any, request: ModelRequest,

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wake2vec.api import MetricContext, PhaseContext, Snapshot
+from wake2vec.control import control_dir
 from wake2vec.errors import RunDirError, UserInputError
 from wake2vec.events import PhaseEvents, PhaseInfo, RunInfo
 from wake2vec.plugins import get_plugins
@@ -19,6 +20,7 @@ from wake2vec.recipe.preflight import check_inputs
 from wake2vec.recipe.schema import lineage
 from wake2vec.registry import Registry, get_registry
 from wake2vec.rundir.directory import RunDir, now, setup_logging, write_json_atomic
+from wake2vec.rundir.reading import read_json
 from wake2vec.seeding import derived_seed
 
 INJECTED_ROWS = "injected_rows.safetensors"  # the new rows as initialised, before any phase
@@ -78,6 +80,9 @@ def execute(recipe: Recipe, *, source: str, overrides: list[str], run_dir: Path 
         run.start_manifest(recipe=recipe_dict, source=source, overrides=list(overrides),
                            data_files=data_files, plugins=[p.__dict__ for p in plugins.active()])
         run.manifest["sessions"][-1]["processes"] = procs.count
+        if recipe.run.control:
+            run.manifest.setdefault("control", {"run_dir": str(control_dir(run.path)),
+                                                "status": "pending"})
         run.save_manifest()
         procs.share(None)
     else:
@@ -112,7 +117,34 @@ def execute(recipe: Recipe, *, source: str, overrides: list[str], run_dir: Path 
         hook.wake2vec_run_end(run=info, status=status, error=error)
         run.close()
     log.info("run %s completed: %s", recipe.run.name, run.path)
+    if recipe.run.control:
+        run_control(recipe, registry, run.path, procs.main, resume=resume, force=force)
     return RunOutcome(run.path, status, run.manifest.get("phases", {}))
+
+
+def run_control(recipe: Recipe, registry: Registry, run_path: Path, main: bool, *, resume: bool,
+                force: bool) -> None:
+    """Run the control of the completed run in ``run_path`` (:mod:`wake2vec.control`), then
+    give the run's manifest the control's figures and write its report again."""
+    from wake2vec.control import control_recipe, summary
+
+    control = control_recipe(recipe, registry)
+    path = control_dir(run_path)
+    log.info("control run: %s without injection (phases %s) in %s", recipe.run.name,
+             ", ".join(p.name for p in control.phases), path)
+    again = resume and (path / "manifest.json").is_file()
+    outcome = execute(control, source=f"control of {run_path}", overrides=[], run_dir=path,
+                      resume=again, force=force and not again)
+    if not main:
+        return
+    manifest = read_json(run_path / "manifest.json") or {}
+    manifest["control"] = summary(path, read_json(path / "manifest.json") or {})
+    write_json_atomic(run_path / "manifest.json", manifest)
+    if recipe.report.html:
+        from wake2vec.analysis.report import write_report
+
+        write_report(run_path, manifest, recipe.report.title)
+    log.info("control run %s: %s", outcome.status, path)
 
 
 def _run_steps(recipe: Recipe, run: RunDir, info: RunInfo, registry: Registry, hook: Any,
@@ -128,14 +160,17 @@ def _run_steps(recipe: Recipe, run: RunDir, info: RunInfo, registry: Registry, h
     seed = recipe.run.seed
     data = recipe.data
     # the main process first: the others then find a built model and tokenised data cached
-    prepared = procs.main_first(lambda: prepare(recipe, registry, run.cache_dir))
+    measured = run.manifest.get("baselines") or {}  # kept across resumes
+    base_wanted = main and recipe.analysis.baselines and "base" not in measured
+    prepared = procs.main_first(
+        lambda: prepare(recipe, registry, run.cache_dir, evaluate_base=base_wanted))
     loaded, injection, lexicon, morphology = (prepared.loaded, prepared.injection, prepared.lexicon,
                                               prepared.morphology)
     base_tokenizer, tokenizer, model = prepared.base_tokenizer, injection.tokenizer, loaded.model
     run.manifest["model"] = {
         "family": loaded.family, "source": loaded.source, "tied": loaded.tied,
         "rows": int(model.get_input_embeddings().weight.shape[0]),
-        "tokenizer_entries": len(base_tokenizer), "notes": loaded.notes,
+        "tokenizer_entries": len(base_tokenizer), "notes": loaded.notes, **loaded.source_file,
     }
     if main:
         write_json_atomic(run.path / "injection.json", prepared.report)
@@ -151,6 +186,17 @@ def _run_steps(recipe: Recipe, run: RunDir, info: RunInfo, registry: Registry, h
 
     bundle = procs.main_first(
         lambda: prepare_data(data, tokenizer, run.path / "cache", seed, lexicon.words))
+    if main and recipe.analysis.baselines and "injected" not in measured:
+        from wake2vec.training.baselines import BASE, INJECTED, measure
+
+        if prepared.base_eval is not None:
+            measured[BASE] = prepared.base_eval
+        log.info("baseline: evaluating the injected model before its first step")
+        measured[INJECTED] = measure(model, bundle, recipe.phases[0].batch_size, len(tokenizer))
+        run.manifest["baselines"] = measured
+        run.save_manifest()
+        log.info("baselines: untouched model %s; injected, step 0: %s",
+                 _eval_line(measured.get(BASE) or {}), _eval_line(measured[INJECTED]))
     snapshot = _snapshot(model, "injected", len(base_tokenizer), new_ids) if main else None
     if main and not (run.path / INJECTED_ROWS).is_file():  # what `wake2vec analyze` starts from
         save_new_rows(model, new_ids, row_words, run.path / INJECTED_ROWS, aliases,
@@ -219,6 +265,7 @@ def _run_steps(recipe: Recipe, run: RunDir, info: RunInfo, registry: Registry, h
         ctx.events = PhaseEvents(hook, info, phase)
         record.update(status="running", started=now(), strategy=spec.strategy)
         run.save_manifest()
+        ctx.start_eval = _start_point(run, recipe, index, parents[index], record)
         hook.wake2vec_phase_start(run=info, phase=phase)
         result = strategy.run(ctx)
         model = result.model
@@ -252,6 +299,20 @@ def _run_steps(recipe: Recipe, run: RunDir, info: RunInfo, registry: Registry, h
     saved = save_beside_model(tokenizer, final / "model")
     run.manifest.setdefault("final", {}).update(saved)
     run.save_manifest()
+
+
+def _start_point(run: RunDir, recipe: Recipe, index: int, parent: int | None,
+                 record: dict[str, Any]) -> dict[str, Any] | None:
+    """The validation loss of the state phase ``index`` starts from: the checkpoint it names,
+    its parent's handed-on state, or (the first phase) the injected model at step 0."""
+    if (record.get("started_from") or {}).get("val_loss") is not None:
+        return {"val_loss": record["started_from"]["val_loss"]}
+    if parent is None:
+        found = (run.manifest.get("baselines") or {}).get("injected") or {}
+    else:
+        evaluation = run.phase_record(recipe.phases[parent].name).get("evaluation") or {}
+        found = {"val_loss": evaluation.get("handed_on_val_loss", evaluation.get("val_loss"))}
+    return {"val_loss": found["val_loss"]} if found.get("val_loss") is not None else None
 
 
 def phase_seed(seed: int, index: int) -> int:

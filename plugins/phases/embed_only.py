@@ -15,6 +15,7 @@ class EmbedOnly(PhaseStrategy):
     """P1: train only the new embedding rows; the transformer and every base row stay bit-identical"""
 
     name = "embed-only"
+    trains_new_rows_only = True
 
     def run(self, ctx: PhaseContext) -> PhaseResult:
         from wake2vec.training.phase_common import phase_result, train_new_rows

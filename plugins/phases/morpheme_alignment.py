@@ -16,6 +16,7 @@ class MorphemeAlignment(PhaseStrategy):
     """P3: new rows train again with the LM loss plus weighted regulariser losses."""
 
     name = "morpheme-alignment"
+    trains_new_rows_only = True
 
     def run(self, ctx: PhaseContext) -> PhaseResult:
         import torch

@@ -20,12 +20,15 @@ def _trailing_mean(values: Sequence[float], window: int) -> list[float]:
     return out
 
 
-def curves_figure(curves: Sequence[dict[str, Any]], uniform_loss: float | None = None) -> bytes:
+def curves_figure(curves: Sequence[dict[str, Any]], uniform_loss: float | None = None,
+                  baselines: dict[str, Any] | None = None) -> bytes:
     """Train loss, validation loss and bits per byte against step, every phase one after
     another on one step axis (dotted lines mark phase boundaries). ``curves``: one dict per
     phase, ``{"name", "offset", "train": {"step", "train_loss"}, "eval": {"step", "val_loss",
     "bits_per_byte"}}`` with steps local to the phase (see ``wake2vec.analysis.report_data.curves``).
-    Returns PNG bytes."""
+    ``baselines`` (a manifest's) draws reference lines: the injected model at step 0 on the
+    validation and bits-per-byte panels, the untouched model on bits per byte (its own
+    tokenizer: its loss per token does not compare). Returns PNG bytes."""
     import matplotlib
 
     with matplotlib.rc_context(STYLE):
@@ -65,6 +68,15 @@ def curves_figure(curves: Sequence[dict[str, Any]], uniform_loss: float | None =
                         label=phase["name"],
                     )
                     drawn[flag] = True
+        references = [(ax_val, "injected", "val_loss", "injected, step 0", "#8172b3"),
+                      (ax_bpb, "injected", "bits_per_byte", "injected, step 0", "#8172b3"),
+                      (ax_bpb, "base", "bits_per_byte", "untouched model", "#333333")]
+        for ax, which, key, label, colour in references:
+            value = _number(((baselines or {}).get(which) or {}).get(key))
+            if value is not None:
+                ax.axhline(value, color=colour, linestyle="-.", linewidth=1,
+                           label=f"{label}: {value:.3f}")
+                drawn["val" if ax is ax_val else "bpb"] = True
         boundaries = [p.get("offset", 0) for p in curves[1:]]
         for ax, flag, title, ylabel in (
             (ax_train, "train", "Train loss (trailing mean; raw faint)", "nats/token"),

@@ -86,6 +86,17 @@ def _write_bytes(path: Path, data: bytes) -> None:
     tmp.replace(path)
 
 
+def against_untouched(bits_per_byte: Any, baselines: dict[str, Any]) -> str:
+    """A phase's bits per byte against the untouched model's, signed ("-0.219 (-8.7%)"), or
+    "—" without both."""
+    from wake2vec.training.baselines import against
+
+    found = against(bits_per_byte, baselines or {})
+    if found is None:
+        return "—"
+    return f"{found['bits_per_byte']:+.3f} ({found['relative']:+.1%})"
+
+
 def render(data: dict[str, Any], title: str, figures: dict[str, str]) -> str:
     """The HTML page for ``data`` (from :func:`collect`) with ``figures`` (name -> data URI)."""
     from jinja2 import Environment, PackageLoader
@@ -97,6 +108,7 @@ def render(data: dict[str, Any], title: str, figures: dict[str, str]) -> str:
         lstrip_blocks=True,
     )
     env.globals["items_shown"] = ITEMS_SHOWN
+    env.globals["against"] = against_untouched
     env.filters.update(
         cell=cell,
         listing=listing,
@@ -106,8 +118,11 @@ def render(data: dict[str, Any], title: str, figures: dict[str, str]) -> str:
         tojson_pretty=lambda v: json.dumps(v, indent=2, ensure_ascii=False, default=str),
     )
     family = dig(data, "manifest", "model", "family")
+    from wake2vec.control import side_by_side
+
     return env.get_template("report.html").render(
-        title=title, demo_note=DEMO_NOTE if family == "demo" else None, figures=figures, **data
+        title=title, demo_note=DEMO_NOTE if family == "demo" else None, figures=figures,
+        control_rows=side_by_side(data["manifest"]), **data
     )
 
 
@@ -130,7 +145,7 @@ def write_report(run_dir: Path, manifest: dict[str, Any], title: str | None = No
         None,
     )
     figures = {}
-    png = curves_figure(data["curves"], uniform)
+    png = curves_figure(data["curves"], uniform, manifest.get("baselines"))
     _write_bytes(run_dir / "curves.png", png)
     figures["curves"] = _data_uri(png)
     for number, group in enumerate(data["branches"]):

@@ -32,14 +32,16 @@ def compare(run_dirs: tuple[Path, ...], fmt: str, output: Path | None) -> None:
     """Put RUN_DIRs side by side: model, tokenizer, injection, per-phase losses and geometry.
 
     Validation loss and perplexity are per token: when the runs' tokenizers differ they are
-    marked as not comparable; bits per byte compares across tokenizers.
+    marked as not comparable; bits per byte compares across tokenizers. A run made with
+    run.control = true brings its control run (RUN_DIR-control) beside it.
     """
+    from wake2vec.control import with_controls
     from wake2vec.errors import UserInputError
     from wake2vec.rundir.compare import compare_runs
     from wake2vec.rundir.reading import require_run_dirs
 
     require_run_dirs(run_dirs)
-    comparison = compare_runs(list(run_dirs))
+    comparison = compare_runs(with_controls(list(run_dirs)))
     text = RENDERERS[fmt](comparison)
     if output is None:
         click.echo(text)

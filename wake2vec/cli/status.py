@@ -123,13 +123,28 @@ def render(result: dict[str, Any]) -> str:
             f" | best val {fmt_num(current['best_val_loss'])} (step "
             f"{fmt_num(current['best_val_step'])})"
         )
+    baselines = result.get("baselines") or {}
+    if baselines:
+        shown = [f"{label} {fmt_num((baselines.get(key) or {}).get('bits_per_byte'))} bpb"
+                 for key, label in (("base", "untouched model"), ("injected", "injected at step 0"))
+                 if key in baselines]
+        lines.append("  baselines: " + ", ".join(shown))
+    from wake2vec.training.baselines import against
+
     lines.append("  phases:")
     for phase in phases:
+        versus = against(phase["bits_per_byte"], baselines)
         lines.append(
             f"    {phase['index']:>2}. {phase['name']:<12} {phase['status']:<10} step "
             f"{phase['step']}/{fmt_num(phase['total_steps'])}  val {fmt_num(phase['val_loss'])}  "
             f"bpb {fmt_num(phase['bits_per_byte'])}"
+            + (f" ({versus['bits_per_byte']:+.3f} vs untouched)" if versus else "")
+            + (f"  regime {phase['regime']}" if phase.get("regime") else "")
         )
+        if phase.get("fried_at"):
+            lines.append(f"          WARNING: training and validation loss rose together at step "
+                         f"{', '.join(str(s) for s in phase['fried_at'])} (fried: the learning "
+                         "rate may be too high)")
         for ckpt in phase["checkpoints"]:
             state = "ok" if ckpt["valid"] else ckpt["problem"]
             val = f", val {fmt_num(ckpt['val_loss'])}" if ckpt["val_loss"] is not None else ""

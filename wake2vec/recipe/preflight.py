@@ -40,6 +40,11 @@ def check_inputs(recipe: Recipe, registry: Registry | None = None) -> list[str]:
                 "extend data.morphemes (the morpheme CSV), which the recipe does not set"
             )
     _check_model_source(recipe, registry)
+    if recipe.run.control:  # nothing left to train, or a phase a control cannot start
+        from wake2vec.control import control_recipe
+        from wake2vec.registry import get_registry
+
+        control_recipe(recipe, registry or get_registry())
     return notes
 
 
@@ -75,8 +80,9 @@ def check_loaded(recipe: Recipe, loaded: LoadedModel) -> None:
 
 
 def check_prepared(recipe: Recipe, loaded: LoadedModel, injection: Injection) -> None:
-    """After injection: at least one lexicon word became a new token."""
-    if not injection.ids:
+    """After injection: at least one lexicon word became a new token (unless the recipe asked
+    for no injection: a control run)."""
+    if not injection.ids and recipe.injection.injector.name != "none":
         source = f"{loaded.source} ({loaded.family} family)"
         raise DataError(nothing_new(str(recipe.data.lexicon), source, injection))
 

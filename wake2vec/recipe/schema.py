@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 _NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
-REGIMES = ("improving", "plateau", "overfitting")
+REGIMES = ("improving", "plateau", "overfitting", "fried")  # evaluation labels (training.evaluate)
 START_PATTERN = (r"^(best|last|[A-Za-z0-9][A-Za-z0-9._-]*:(best|last|step-[0-9]+|regime=("
                  + "|".join(REGIMES) + r")))$")
 
@@ -41,6 +41,9 @@ class RunSpec(Strict):
     deterministic: bool = True  # torch deterministic algorithms: same seed, same bits (a little slower)
     output_dir: Path | None = None  # default: runs/<name> under the current directory
     mirror_dir: Path | None = None  # a copy kept in sync as the run goes (e.g. a mounted drive)
+    # after the run, a sibling run <run dir>-control: the same recipe on the base tokenizer with
+    # no injection and without the phases that train only the new rows
+    control: bool = False
 
 
 class ModelSpec(Strict):
@@ -193,6 +196,9 @@ class AnalysisSpec(Strict):
         default_factory=lambda: [PluginRef(name=n) for n in ("norms", "isotropy", "drift")]
     )
     generation: GenerationSpec = Field(default_factory=GenerationSpec)
+    # evaluate the untouched base model (its own tokenizer) and the injected model before the
+    # first step on the whole validation text: two more evaluation passes
+    baselines: bool = True
 
 
 class ReportSpec(Strict):

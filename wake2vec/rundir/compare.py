@@ -121,6 +121,7 @@ def run_summary(run_dir: Path) -> dict[str, Any]:
         "tokenizer_kind": tokenizer_kind(run_dir),
         "phases": phases,
         "injection": {label: dig(injection, *path) for label, path in INJECTION},
+        "baselines": manifest.get("baselines") or {},
     }
 
 
@@ -177,6 +178,11 @@ def compare_runs(run_dirs: list[Path]) -> dict[str, Any]:
         ("tokenizer_kind", "tokenizer kind"),
     ):
         add("model", label, [r[key] for r in runs])
+    for key, label in (("base", "untouched model"), ("injected", "injected, step 0")):
+        add("baselines", f"{label}: bits per byte",
+            [dig(r["baselines"], key, "bits_per_byte") for r in runs])
+        add("baselines", f"{label}: val loss",
+            [dig(r["baselines"], key, "val_loss") for r in runs], per_token=True)
     for label, _ in INJECTION:
         add("injection", label, [r["injection"][label] for r in runs])
     names: list[str] = []

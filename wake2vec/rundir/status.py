@@ -191,6 +191,8 @@ def history_summary(rows: list[dict[str, Any]], total: int | None) -> dict[str, 
         "bits_per_byte": None,
         "perplexity": None,
         "val_step": None,
+        "regime": None,
+        "fried_at": [],  # steps whose evaluation saw training and validation loss rise together
         "best_val_loss": None,
         "best_val_step": None,
         "seconds_per_step": None,
@@ -202,6 +204,8 @@ def history_summary(rows: list[dict[str, Any]], total: int | None) -> dict[str, 
             bits_per_byte=last.get("bits_per_byte"),
             perplexity=last.get("perplexity"),
             val_step=last.get("step"),
+            regime=last.get("regime"),
+            fried_at=[r.get("step") for r in evals if r.get("regime") == "fried"],
         )
         best = min(evals, key=lambda r: (r["val_loss"], -r.get("step", 0)))
         out.update(best_val_loss=best["val_loss"], best_val_step=best.get("step"))
@@ -298,6 +302,7 @@ def run_status(run_dir: Path, now: float | None = None) -> dict[str, Any]:
         "writer": writer,
         "current_phase": current,
         "phases": phases,
+        "baselines": manifest.get("baselines") or {},
         "best_val": min(
             (
                 {"phase": p["name"], "val_loss": p["best_val_loss"], "step": p["best_val_step"]}

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     from wake2vec.recipe.schema import DataSpec
 
-BLOCK_SCHEME = "bos-blocks-v1"  # bump when the way blocks are cut changes: invalidates caches
+BLOCK_SCHEME = "start-blocks-v2"  # bump when the way blocks are cut changes: invalidates caches
 _CHUNK_CHARS = 1_000_000  # the tokenizer sees the text in pieces of about this size
 
 
@@ -107,8 +107,11 @@ class DataBundle:
     """The split text and its token blocks for one tokenizer.
 
     ``train_blocks``/``val_blocks`` are ``datasets.Dataset`` objects with an ``input_ids``
-    column (lists of ``seq_len`` ids) and an ``n_bytes`` column: the UTF-8 bytes of text whose
-    tokens that block predicts, so bits per byte is exact for any subset of blocks.
+    column (lists of ``seq_len`` ids), an ``n_bytes`` column (the UTF-8 bytes of text whose
+    tokens that block predicts, so bits per byte is exact for any subset of blocks) and an
+    ``n_ids`` column (the ids that are text, not padding). Only the last validation block may
+    be padded: validation covers the whole validation text, so two tokenizers are measured on
+    the same bytes.
     """
 
     train_text: str
@@ -129,6 +132,10 @@ class DataBundle:
     def val_tensor(self) -> torch.Tensor:
         """Validation blocks as one ``long`` tensor (blocks x seq_len)."""
         return blocks_tensor(self.val_blocks)
+
+    def val_lengths(self) -> list[int]:
+        """How many ids of each validation block are text (the rest is padding)."""
+        return list(self.val_blocks["n_ids"])
 
 
 def blocks_tensor(blocks: Dataset) -> torch.Tensor:
@@ -194,38 +201,58 @@ def _token_ends(text: str, tokenizer: PreTrainedTokenizerBase) -> tuple[list[int
     return ids, ends
 
 
-def make_blocks(
-    text: str, tokenizer: PreTrainedTokenizerBase, seq_len: int
-) -> tuple[list[list[int]], list[int]]:
-    """Cut the tokens of ``text`` into blocks of ``seq_len`` ids; return blocks and bytes per block.
+def start_token(tokenizer: PreTrainedTokenizerBase) -> int | None:
+    """The id that opens every block as context: BOS, else EOS (GPT-2 and Qwen have no BOS and
+    mark a document boundary with their end-of-text token), else None."""
+    for token_id in (tokenizer.bos_token_id, tokenizer.eos_token_id):
+        if token_id is not None:
+            return int(token_id)
+    return None
 
-    When the tokenizer has a BOS token each block starts with it and carries ``seq_len - 1``
-    text tokens, all of them predicted; otherwise a block is ``seq_len`` text tokens and its
-    first one is context only. A block's byte count covers exactly the text of the tokens it
-    predicts (with the whitespace before them), so sum(NLL) / bytes is bits per byte x ln 2.
-    A final partial block is dropped.
+
+def make_blocks(
+    text: str, tokenizer: PreTrainedTokenizerBase, seq_len: int, *, keep_tail: bool = False
+) -> tuple[list[list[int]], list[int], list[int]]:
+    """Cut the tokens of ``text`` into blocks of ``seq_len`` ids; return the blocks, the bytes
+    each predicts and how many of its ids are text.
+
+    With a start token (:func:`start_token`) each block starts with it and carries
+    ``seq_len - 1`` text tokens, all of them predicted, so the blocks together predict every
+    byte of ``text`` whatever the tokenizer; without one a block is ``seq_len`` text tokens and
+    its first one is context only. A block's byte count covers exactly the text of the tokens
+    it predicts (with the whitespace before them), so sum(NLL) / bytes is bits per byte x ln 2.
+    A final partial block is dropped, or with ``keep_tail`` padded to ``seq_len`` (its padding
+    predicts nothing).
     """
     ids, ends = _token_ends(text, tokenizer)
-    bos = tokenizer.bos_token_id
-    per_block = seq_len - 1 if bos is not None else seq_len
+    start = start_token(tokenizer)
+    per_block = seq_len - 1 if start is not None else seq_len
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (start or 0)
     blocks: list[list[int]] = []
     n_bytes: list[int] = []
+    n_ids: list[int] = []
     previous_end = 0
-    for b in range(len(ids) // per_block):
-        lo, hi = b * per_block, (b + 1) * per_block
-        if bos is not None:
-            blocks.append([bos] + ids[lo:hi])
+    n_blocks = -(-len(ids) // per_block) if keep_tail else len(ids) // per_block
+    for b in range(n_blocks):
+        lo, hi = b * per_block, min(len(ids), (b + 1) * per_block)
+        if start is not None:
+            block = [start] + ids[lo:hi]
             begin = previous_end
         else:
-            blocks.append(ids[lo:hi])
+            block = ids[lo:hi]
             begin = ends[lo]
+        if len(block) < 2:  # a tail that predicts nothing
+            break
+        n_ids.append(len(block))
+        blocks.append(block + [pad] * (seq_len - len(block)))
         n_bytes.append(len(text[begin : ends[hi - 1]].encode("utf-8")))
         previous_end = ends[hi - 1]
-    return blocks, n_bytes
+    return blocks, n_bytes, n_ids
 
 
 def _cached_blocks(
-    text: str, tokenizer: PreTrainedTokenizerBase, seq_len: int, tok_fp: str, cache_dir: Path | None
+    text: str, tokenizer: PreTrainedTokenizerBase, seq_len: int, tok_fp: str, cache_dir: Path | None,
+    *, keep_tail: bool = False,
 ) -> tuple[Dataset, str]:
     from datasets import Dataset, load_from_disk
     from datasets.utils import (
@@ -236,15 +263,15 @@ def _cached_blocks(
 
     key = hashlib.sha256(
         json.dumps(
-            [BLOCK_SCHEME, hashlib.sha256(text.encode()).hexdigest(), tok_fp, seq_len]
+            [BLOCK_SCHEME, hashlib.sha256(text.encode()).hexdigest(), tok_fp, seq_len, keep_tail]
         ).encode()
     ).hexdigest()[:32]
     if cache_dir is not None:
         target = Path(cache_dir) / "blocks" / key
         if (target / "dataset_info.json").is_file():
             return load_from_disk(str(target)), key
-    blocks, n_bytes = make_blocks(text, tokenizer, seq_len)
-    ds = Dataset.from_dict({"input_ids": blocks, "n_bytes": n_bytes})
+    blocks, n_bytes, n_ids = make_blocks(text, tokenizer, seq_len, keep_tail=keep_tail)
+    ds = Dataset.from_dict({"input_ids": blocks, "n_bytes": n_bytes, "n_ids": n_ids})
     if cache_dir is not None and blocks:  # nothing to cache for a text shorter than a block
         import shutil
         import tempfile
@@ -296,12 +323,13 @@ def prepare_data(
         train_text = train_text.rstrip("\n") + "\n\n" + "\n".join(sentences) + "\n"
     tok_fp = tokenizer_fingerprint(tokenizer)
     train_blocks, train_key = _cached_blocks(train_text, tokenizer, spec.seq_len, tok_fp, cache_dir)
-    val_blocks, val_key = _cached_blocks(val_text, tokenizer, spec.seq_len, tok_fp, cache_dir)
+    val_blocks, val_key = _cached_blocks(val_text, tokenizer, spec.seq_len, tok_fp, cache_dir,
+                                         keep_tail=True)
     for label, blocks, part in (
         ("training", train_blocks, train_text),
         ("validation", val_blocks, val_text),
     ):
-        if len(blocks) == 0:
+        if len(blocks) == 0 or blocks[0]["n_ids"] < spec.seq_len:  # not even one whole block
             n_corpus = len(tokenizer(text, add_special_tokens=False)["input_ids"])
             n_part = len(tokenizer(part, add_special_tokens=False)["input_ids"])
             raise DataError(

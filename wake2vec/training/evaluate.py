@@ -11,9 +11,12 @@ if TYPE_CHECKING:
     from torch import nn
 
 
-def token_nll(model: nn.Module, input_ids: torch.Tensor) -> tuple[torch.Tensor, int]:
+def token_nll(model: nn.Module, input_ids: torch.Tensor,
+              lengths: list[int] | None = None) -> tuple[torch.Tensor, int]:
     """Sum of next-token negative log-likelihoods over ``input_ids`` (fp32, with grad when
-    grad is enabled) and the number of predicted tokens.
+    grad is enabled) and the number of predicted tokens. ``lengths[i]`` ids of row ``i`` are
+    text; the rest is padding at the end, which a causal model's earlier positions never see
+    and which predicts nothing.
 
     When the new rows are installed (:class:`wake2vec.training.head.RowHead`) and the model's
     logits are exactly the head's output, the head computes the NLL chunk by chunk
@@ -27,6 +30,11 @@ def token_nll(model: nn.Module, input_ids: torch.Tensor) -> tuple[torch.Tensor, 
     targets = input_ids.roll(-1, dims=1)
     targets[:, -1] = -100
     count = input_ids.shape[0] * (input_ids.shape[1] - 1)
+    if lengths is not None:
+        for row, length in enumerate(lengths):
+            if length < input_ids.shape[1]:
+                targets[row, length - 1 :] = -100
+                count -= input_ids.shape[1] - length
     head = _fused_head(model, input_ids)
     if head is not None:
         head.targets = targets
@@ -102,6 +110,7 @@ def evaluate(
     max_batches: int = 0,
     device: Any = None,
     *,
+    lengths: list[int] | None = None,
     shard: tuple[int, int] = (0, 1),
     reduce_sum: Callable[[list[float]], list[float]] | None = None,
 ) -> dict[str, Any]:
@@ -109,6 +118,7 @@ def evaluate(
 
     ``block_bytes[i]`` is the UTF-8 byte count of the text block ``i`` predicts;
     ``max_batches`` > 0 uses only the first that many batches (the same ones every time).
+    ``lengths[i]`` (default: all) ids of block ``i`` are text, the rest padding.
     ``vocab_size`` (the tokenizer's length) gives ``uniform_loss`` = ln(vocab_size), the loss of
     a uniform guess. The model is put back in the training mode it was in.
 
@@ -130,7 +140,8 @@ def evaluate(
                 batch = blocks[lo : min(hi_block, lo + batch_size)]
                 if device is not None:
                     batch = batch.to(device)
-                nll, count = token_nll(model, batch)
+                hi = min(hi_block, lo + batch_size)
+                nll, count = token_nll(model, batch, None if lengths is None else lengths[lo:hi])
                 total += float(nll)
                 n_tokens += count
     finally:
@@ -141,16 +152,20 @@ def evaluate(
     return summarise(total, n_tokens, int(sum(block_bytes[:n])), vocab_size)
 
 
-REGIMES = ("improving", "plateau", "overfitting")
+
+
+FRIED = "fried"  # training and validation loss rising together: a learning rate too high
 
 
 def regime(previous: dict[str, Any] | None, current: dict[str, Any], tolerance: float = 1e-3) -> str:
-    """Label an evaluation from the trend since the previous one of the same phase.
+    """Label an evaluation from the trend since the previous one: the phase's previous
+    evaluation, or for its first one the point it started from (``val_loss``, and the training
+    loss of its first step as ``train_loss``).
 
-    ``improving``: validation loss fell by more than ``tolerance`` (relative). ``overfitting``:
-    validation loss rose by more than ``tolerance`` while the training loss did not rise by as
-    much. ``plateau``: anything else. The first evaluation of a phase has no trend and counts
-    as improving.
+    ``improving``: validation loss fell by more than ``tolerance`` (relative). ``fried``:
+    validation and training loss both rose by more than ``tolerance``. ``overfitting``:
+    validation loss rose while the training loss did not. ``plateau``: anything else. Without
+    a point to compare with (no baseline), an evaluation counts as improving.
     """
     if previous is None or previous.get("val_loss") is None:
         return "improving"
@@ -162,6 +177,6 @@ def regime(previous: dict[str, Any] | None, current: dict[str, Any], tolerance: 
     train_change = 0.0
     if train_before is not None and train_after is not None:
         train_change = (train_after - train_before) / max(abs(train_before), 1e-12)
-    if change > tolerance and train_change <= tolerance:
-        return "overfitting"
+    if change > tolerance:
+        return FRIED if train_change > tolerance else "overfitting"
     return "plateau"

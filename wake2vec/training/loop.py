@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from wake2vec.errors import TrainingError
 from wake2vec.seeding import derived_seed
 from wake2vec.training import checkpoint as ckpt
-from wake2vec.training.evaluate import evaluate, regime, token_nll
+from wake2vec.training.evaluate import FRIED, evaluate, regime, token_nll
 
 if TYPE_CHECKING:
     import torch
@@ -207,6 +207,7 @@ def train(ctx: PhaseContext, model: torch.nn.Module, trainable: Trainable) -> Lo
     train_blocks = ctx.data.train_tensor()
     val_blocks = ctx.data.val_tensor()
     val_bytes = list(ctx.data.val_blocks["n_bytes"])
+    val_lengths = ctx.data.val_lengths()
     # each phase draws its own seeded order, so a later phase does not replay an earlier one's batches
     order = BatchOrder(len(train_blocks), spec.batch_size, f"{ctx.seed}-{ctx.order_key or ctx.name}")
     tokens_per_step = spec.batch_size * spec.grad_accum * (train_blocks.shape[1] - 1)
@@ -244,6 +245,7 @@ def train(ctx: PhaseContext, model: torch.nn.Module, trainable: Trainable) -> Lo
             len(ctx.tokenizer),
             spec.eval_batches,
             device,
+            lengths=val_lengths,
             shard=(rank, world),
             reduce_sum=reduce_sum,
         )
@@ -360,7 +362,13 @@ def train(ctx: PhaseContext, model: torch.nn.Module, trainable: Trainable) -> Lo
             window = progress.window_sum / progress.window_steps if progress.window_steps else None
             metrics = {"train_loss": window, **validate()}
             previous = next((r for r in reversed(history.rows) if r.get("kind") == "eval"), None)
+            if previous is None and ctx.start_eval:  # the first: against where the phase began
+                first = next((r for r in history.rows if r.get("kind") == "train"), {})
+                previous = {**ctx.start_eval, "train_loss": first.get("train_loss")}
             metrics["regime"] = regime(previous, metrics)
+            if metrics["regime"] == FRIED:
+                log.warning("phase %s step %d: training and validation loss both rose (%s): the "
+                            "learning rate may be too high", ctx.name, step, "fried")
             progress.window_sum, progress.window_steps = 0.0, 0
             history.add({"step": step, "kind": "eval", **metrics})
             if main:
