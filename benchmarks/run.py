@@ -30,6 +30,7 @@ BENCHMARKS = {
     "p1": "bench_p1.py",
     "p2": "bench_p2.py",
     "scaling": "bench_scaling.py",
+    "real-model": "bench_real_model.py",
 }
 VERSIONED = ("wake2vec", "torch", "transformers", "tokenizers")
 

@@ -116,3 +116,45 @@ def test_a_control_with_nothing_to_train_is_refused_before_anything_is_written(t
     assert result.exit_code == 2
     assert "run.control: every phase (p1) trains only the new rows" in result.output
     assert not run.exists()
+
+
+def test_each_phase_records_its_peak_memory(treated, cli):
+    import sys
+
+    manifest = _manifest(treated)
+    assert manifest["peak_memory"]["prepare"]["rss_mib"] > 0
+    for name, record in manifest["phases"].items():
+        for part in ("training", "analysis"):
+            peak = record["peak_memory"][part]
+            assert peak["rss_mib"] > 50, (name, part, peak)
+            if sys.platform.startswith("linux"):  # sampled for each stretch
+                assert peak["scope"] == "sampled"
+                assert peak["rss_mib"] <= peak["process_peak_mib"] + 1
+    text = _text((treated / "report.html").read_text(encoding="utf-8"))
+    assert "peak memory: training / analysis" in text
+    p1 = manifest["phases"]["p1"]["peak_memory"]["training"]["rss_mib"]
+    assert f"{p1:,.0f} MiB RSS" in text
+    shown = cli("status", str(treated))
+    assert shown.exit_code == 0 and f"peak memory: training {p1:,.0f} MiB RSS" in shown.output
+
+
+def test_a_peak_is_measured_from_its_own_start():
+    import sys
+
+    import numpy as np
+
+    from wake2vec.training.memory import PeakMemory
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the resident set is sampled from Linux's /proc/self/statm")
+    watch = PeakMemory().start()
+    block = np.ones(400 * 1024 * 1024 // 8)  # 400 MiB, touched
+    high = watch.read()["rss_mib"]
+    del block
+    assert watch.read()["rss_mib"] >= high  # the block is gone, its peak is not
+    watch.stop()
+    later = PeakMemory().start()
+    low = later.read()
+    later.stop()
+    assert high - low["rss_mib"] > 300
+    assert low["process_peak_mib"] >= high - 1  # the kernel's own peak is left alone

@@ -5,6 +5,8 @@ file's SHA-256 and quantisation."""
 
 from __future__ import annotations
 
+import copy
+import functools
 import hashlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -70,16 +72,28 @@ def sha256_of(path: Path, chunk: int = 1 << 22) -> str:
     return digest.hexdigest()
 
 
-def inspect_gguf(path: Path, *, digest: bool = True) -> GGUFFacts:
-    """Read ``path``'s metadata and check that transformers can load it: its architecture is
-    one transformers reads from GGUF and every tensor's type is one the ``gguf`` package
-    dequantises. Anything else is a :class:`UserInputError` naming the file and what is
-    supported. ``digest``: hash the file (its SHA-256, for the manifest)."""
+def _stamp(path: Path) -> tuple[str, int, int]:
+    """What identifies a file's contents cheaply: its resolved path, mtime and size. A GGUF
+    file's metadata is parsed in seconds (every token of its vocabulary is an array), and a run
+    asks for it several times, so what is read from it is cached by this key."""
+    found = path.stat()
+    return str(path.resolve()), found.st_mtime_ns, found.st_size
+
+
+@functools.lru_cache(maxsize=8)
+def _digest(stamp: tuple[str, int, int]) -> str:
+    return sha256_of(Path(stamp[0]))
+
+
+@functools.lru_cache(maxsize=8)
+def _metadata(stamp: tuple[str, int, int]) -> tuple[str, str, tuple[tuple[str, int], ...]]:
+    """Architecture, file type and tensor types of the GGUF file behind ``stamp``, checked."""
     import collections
 
     import gguf
     import gguf.quants
 
+    path = Path(stamp[0])
     reader = _reader(path)
     architecture = _field(reader, "general.architecture")
     if not isinstance(architecture, str):
@@ -102,8 +116,18 @@ def inspect_gguf(path: Path, *, digest: bool = True) -> GGUFFacts:
         file_type = gguf.LlamaFileType(int(file_type)).name if file_type is not None else "unknown"
     except ValueError:
         file_type = str(file_type)
-    return GGUFFacts(str(path), sha256_of(path) if digest else "", architecture, file_type,
-                     dict(sorted(types.items())))
+    return architecture, file_type, tuple(sorted(types.items()))
+
+
+def inspect_gguf(path: Path, *, digest: bool = True) -> GGUFFacts:
+    """Read ``path``'s metadata and check that transformers can load it: its architecture is
+    one transformers reads from GGUF and every tensor's type is one the ``gguf`` package
+    dequantises. Anything else is a :class:`UserInputError` naming the file and what is
+    supported. ``digest``: hash the file (its SHA-256, for the manifest)."""
+    stamp = _stamp(path)
+    architecture, file_type, types = _metadata(stamp)
+    return GGUFFacts(str(path), _digest(stamp) if digest else "", architecture, file_type,
+                     dict(types))
 
 
 def supported_architectures() -> set[str]:
@@ -115,8 +139,14 @@ def supported_architectures() -> set[str]:
 
 def gguf_config(path: Path) -> dict[str, Any]:
     """The transformers config of a GGUF file, as a dict (``model_type`` among its keys)."""
+    return copy.deepcopy(_config(_stamp(path)))
+
+
+@functools.lru_cache(maxsize=8)
+def _config(stamp: tuple[str, int, int]) -> dict[str, Any]:
     from transformers import AutoConfig
 
+    path = Path(stamp[0])
     try:
         return AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name).to_dict()
     except (OSError, ValueError) as exc:

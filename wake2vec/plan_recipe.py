@@ -156,7 +156,7 @@ def plan_recipe(
 ) -> Plan:
     """Estimate every phase of ``recipe`` on ``gpu``. A phase whose strategy name contains
     "lora" trains adapters (rows frozen); any other phase trains the new rows. A phase counts as
-    checkpointed when ``gradient_checkpointing`` is set or its params say so."""
+    checkpointed when ``gradient_checkpointing`` is set or the phase (or its params) say so."""
     if gpu not in GPUS:
         raise UserInputError(f"unknown GPU {gpu!r} (choose from {', '.join(GPUS)})")
     facts, notes = model_facts(recipe)
@@ -179,7 +179,7 @@ def plan_recipe(
             seq_len=recipe.data.seq_len,
             batch_size=spec.batch_size,
             optimizer=spec.optimizer,
-            gradient_checkpointing=gradient_checkpointing
+            gradient_checkpointing=gradient_checkpointing or spec.gradient_checkpointing
             or bool(params.get("gradient_checkpointing", False)),
             lora_rank=int(params.get("r", params.get("rank", DEFAULT_LORA_RANK))),
             trainable_rows=trainable_rows,

@@ -22,6 +22,7 @@ from wake2vec.registry import Registry, get_registry
 from wake2vec.rundir.directory import RunDir, now, setup_logging, write_json_atomic
 from wake2vec.rundir.reading import read_json
 from wake2vec.seeding import derived_seed
+from wake2vec.training.memory import PeakMemory, describe, release_memory
 
 INJECTED_ROWS = "injected_rows.safetensors"  # the new rows as initialised, before any phase
 METRICS_SCHEMA = 1  # NN-phase/metrics.json layout (docs/metrics.md); bumped on incompatible change
@@ -162,6 +163,7 @@ def _run_steps(recipe: Recipe, run: RunDir, info: RunInfo, registry: Registry, h
     # the main process first: the others then find a built model and tokenised data cached
     measured = run.manifest.get("baselines") or {}  # kept across resumes
     base_wanted = main and recipe.analysis.baselines and "base" not in measured
+    watch = PeakMemory().start()
     prepared = procs.main_first(
         lambda: prepare(recipe, registry, run.cache_dir, evaluate_base=base_wanted))
     loaded, injection, lexicon, morphology = (prepared.loaded, prepared.injection, prepared.lexicon,
@@ -197,6 +199,10 @@ def _run_steps(recipe: Recipe, run: RunDir, info: RunInfo, registry: Registry, h
         run.save_manifest()
         log.info("baselines: untouched model %s; injected, step 0: %s",
                  _eval_line(measured.get(BASE) or {}), _eval_line(measured[INJECTED]))
+    run.manifest.setdefault("peak_memory", {})["prepare"] = watch.read()
+    watch.stop()
+    release_memory()  # what loading and injecting left free
+    run.save_manifest()
     snapshot = _snapshot(model, "injected", len(base_tokenizer), new_ids) if main else None
     if main and not (run.path / INJECTED_ROWS).is_file():  # what `wake2vec analyze` starts from
         save_new_rows(model, new_ids, row_words, run.path / INJECTED_ROWS, aliases,
@@ -267,9 +273,13 @@ def _run_steps(recipe: Recipe, run: RunDir, info: RunInfo, registry: Registry, h
         run.save_manifest()
         ctx.start_eval = _start_point(run, recipe, index, parents[index], record)
         hook.wake2vec_phase_start(run=info, phase=phase)
+        watch = PeakMemory().start()
         result = strategy.run(ctx)
         model = result.model
-        if main:  # the others hold the same model; the main process measures and writes it
+        record["peak_memory"] = {"training": watch.read()}
+        release_memory()
+        if main:
+            watch.start()  # the others hold the same model; the main process measures and writes it
             save_new_rows(model, new_ids, row_words, rows_file, aliases, injection.alias_shift)
             after = _snapshot(model, f"after-{spec.name}", len(base_tokenizer), new_ids)
             metrics = _compute_metrics(recipe, registry, snapshot, after, seed, row_words,
@@ -282,11 +292,17 @@ def _run_steps(recipe: Recipe, run: RunDir, info: RunInfo, registry: Registry, h
                 payload["generation"] = run_probes(recipe, model, tokenizer, injection, lexicon)
             write_json_atomic(phase_dir / "metrics.json", payload)
             snapshot = after
+            record["peak_memory"]["analysis"] = watch.read()
+        watch.stop()
+        release_memory()
         record.update(status="completed", ended=now(), evaluation=result.metrics,
                       artefacts=result.artefacts)
         run.save_manifest()
         hook.wake2vec_phase_end(run=info, phase=phase, metrics=result.metrics)
         log.info("phase %s done: %s", spec.name, _eval_line(result.metrics))
+        log.info("phase %s peak memory: training %s; analysis %s", spec.name,
+                 describe(record["peak_memory"].get("training")),
+                 describe(record["peak_memory"].get("analysis")))
 
     # ---------------------------------------------------------------- artefacts and report
     procs.barrier()  # every process has finished training

@@ -97,6 +97,15 @@ def against_untouched(bits_per_byte: Any, baselines: dict[str, Any]) -> str:
     return f"{found['bits_per_byte']:+.3f} ({found['relative']:+.1%})"
 
 
+def peak_cell(peak: Any) -> str:
+    """A phase's peak memory, training / analysis ("2,145 / 1,021 MiB RSS"), or "—"."""
+    from wake2vec.training.memory import describe
+
+    if not isinstance(peak, dict) or not peak:
+        return "—"
+    return " / ".join(describe(peak.get(part)) for part in ("training", "analysis"))
+
+
 def render(data: dict[str, Any], title: str, figures: dict[str, str]) -> str:
     """The HTML page for ``data`` (from :func:`collect`) with ``figures`` (name -> data URI)."""
     from jinja2 import Environment, PackageLoader
@@ -109,6 +118,7 @@ def render(data: dict[str, Any], title: str, figures: dict[str, str]) -> str:
     )
     env.globals["items_shown"] = ITEMS_SHOWN
     env.globals["against"] = against_untouched
+    env.globals["peak"] = peak_cell
     env.filters.update(
         cell=cell,
         listing=listing,

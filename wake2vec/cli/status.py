@@ -145,6 +145,12 @@ def render(result: dict[str, Any]) -> str:
             lines.append(f"          WARNING: training and validation loss rose together at step "
                          f"{', '.join(str(s) for s in phase['fried_at'])} (fried: the learning "
                          "rate may be too high)")
+        if phase.get("peak_memory"):
+            from wake2vec.training.memory import describe
+
+            peak = phase["peak_memory"]
+            lines.append(f"          peak memory: training {describe(peak.get('training'))}; "
+                         f"analysis {describe(peak.get('analysis'))}")
         for ckpt in phase["checkpoints"]:
             state = "ok" if ckpt["valid"] else ckpt["problem"]
             val = f", val {fmt_num(ckpt['val_loss'])}" if ckpt["val_loss"] is not None else ""

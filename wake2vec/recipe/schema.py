@@ -145,6 +145,9 @@ class PhaseSpec(Strict):
     optimizer: Literal["adamw", "adafactor", "adamw8bit"] = "adamw"
     weight_decay: float = Field(default=0.0, ge=0.0, allow_inf_nan=False)
     max_grad_norm: float = Field(default=1.0, ge=0.0, allow_inf_nan=False)
+    # recompute each layer's activations in the backward pass: much less memory, about a third
+    # more time per step
+    gradient_checkpointing: bool = False
     eval_every: int = Field(default=0, ge=0)  # 0: only at the end
     eval_batches: int = Field(default=0, ge=0)  # 0: the whole validation text
     save_every: int = Field(default=0, ge=0)  # 0: at every evaluation

@@ -276,6 +276,7 @@ def run_status(run_dir: Path, now: float | None = None) -> dict[str, Any]:
                 "status": phase_status,
                 "folder": str(folder) if folder else None,
                 **summary,
+                "peak_memory": record.get("peak_memory"),
                 "checkpoints": checkpoint_inventory(folder, now) if folder else [],
                 "history_age_s": age_s(folder / HISTORY, now) if folder else None,
             }

@@ -20,8 +20,9 @@ def token_nll(model: nn.Module, input_ids: torch.Tensor,
 
     When the new rows are installed (:class:`wake2vec.training.head.RowHead`) and the model's
     logits are exactly the head's output, the head computes the NLL chunk by chunk
-    (:meth:`RowHead.nll`): the full-vocabulary logits never exist at once. Otherwise the
-    model's logits go through plain cross-entropy.
+    (:meth:`RowHead.nll`): the full-vocabulary logits never exist at once; a frozen head
+    wrapped for a phase (:class:`wake2vec.training.loss_head.LossHead`) does the same.
+    Otherwise the model's logits go through plain cross-entropy.
     """
     import torch.nn.functional as F
 
@@ -55,7 +56,8 @@ def token_nll(model: nn.Module, input_ids: torch.Tensor,
 
 
 def _fused_head(model: nn.Module, input_ids: torch.Tensor) -> Any:
-    """The model's :class:`RowHead` when its NLL can replace the logits, else None.
+    """The model's :class:`RowHead` or :class:`LossHead` when its NLL can replace the logits,
+    else None.
 
     Whether the model hands the head's output on unchanged (no soft-capping or scaling after
     the head) is probed once per head with a two-token forward pass in eval mode, without
@@ -64,13 +66,14 @@ def _fused_head(model: nn.Module, input_ids: torch.Tensor) -> Any:
     import torch
 
     from wake2vec.training.head import RowHead
+    from wake2vec.training.loss_head import LossHead
 
     inner = model
     while isinstance(getattr(inner, "module", None), torch.nn.Module):  # DDP and similar
         inner = inner.module
     get_head = getattr(inner, "get_output_embeddings", None)
     head = get_head() if callable(get_head) else None
-    if not isinstance(head, RowHead):
+    if not isinstance(head, (RowHead, LossHead)):
         return None
     if head.fusable is None:
         head.fusable = False

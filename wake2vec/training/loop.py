@@ -152,6 +152,15 @@ class _History:
 
 
 def train(ctx: PhaseContext, model: torch.nn.Module, trainable: Trainable) -> LoopOutcome:
+    """Train ``trainable.params`` of ``model`` (already set up by the phase) on ``ctx.data``,
+    lean: a frozen head's loss without full logits, checkpointing when the phase asks for it."""
+    from wake2vec.training.loss_head import lean_training
+
+    with lean_training(model, ctx.train.gradient_checkpointing):
+        return _train(ctx, model, trainable)
+
+
+def _train(ctx: PhaseContext, model: torch.nn.Module, trainable: Trainable) -> LoopOutcome:
     """Train ``trainable.params`` of ``model`` (already set up by the phase) on ``ctx.data``.
 
     The logged ``train_loss`` is the summed token NLL of all micro-batches of an optimiser
