@@ -15,6 +15,8 @@ from wake2vec.training.evaluate import regime
     ({"val_loss": 5.0, "train_loss": 5.0}, {"val_loss": 5.2, "train_loss": 4.6}, "overfitting"),
     ({"val_loss": 5.0, "train_loss": 5.0}, {"val_loss": 5.2, "train_loss": 5.0}, "overfitting"),
     ({"val_loss": 5.0, "train_loss": 5.0}, {"val_loss": 5.2, "train_loss": 5.5}, "fried"),
+    # a training loss up by less than 1% is batch noise: validation alone rose
+    ({"val_loss": 5.0, "train_loss": 5.0}, {"val_loss": 5.2, "train_loss": 5.03}, "overfitting"),
     # the first evaluation of a phase against the point it started from
     ({"val_loss": 4.0, "train_loss": 4.2}, {"val_loss": 4.3, "train_loss": 4.9}, "fried"),
     ({"val_loss": 4.0, "train_loss": None}, {"val_loss": 3.9, "train_loss": 4.0}, "improving"),

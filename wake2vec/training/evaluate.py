@@ -158,6 +158,7 @@ def evaluate(
 
 
 FRIED = "fried"  # training and validation loss rising together: a learning rate too high
+FRIED_TRAIN_RISE = 0.01  # relative rise of the training loss that counts for "fried"
 
 
 def regime(previous: dict[str, Any] | None, current: dict[str, Any], tolerance: float = 1e-3) -> str:
@@ -166,7 +167,9 @@ def regime(previous: dict[str, Any] | None, current: dict[str, Any], tolerance: 
     loss of its first step as ``train_loss``).
 
     ``improving``: validation loss fell by more than ``tolerance`` (relative). ``fried``:
-    validation and training loss both rose by more than ``tolerance``. ``overfitting``:
+    validation loss rose by more than ``tolerance`` and the training loss by more than
+    :data:`FRIED_TRAIN_RISE` (a training loss is a few batches' mean, or for a phase's first
+    evaluation compared with its first step alone, so a smaller rise is batch noise). ``overfitting``:
     validation loss rose while the training loss did not. ``plateau``: anything else. Without
     a point to compare with (no baseline), an evaluation counts as improving.
     """
@@ -181,5 +184,5 @@ def regime(previous: dict[str, Any] | None, current: dict[str, Any], tolerance: 
     if train_before is not None and train_after is not None:
         train_change = (train_after - train_before) / max(abs(train_before), 1e-12)
     if change > tolerance:
-        return FRIED if train_change > tolerance else "overfitting"
+        return FRIED if train_change > FRIED_TRAIN_RISE else "overfitting"
     return "plateau"
