@@ -150,6 +150,9 @@ class BenchData:
     def val_tensor(self):
         return self.val
 
+    def val_lengths(self):
+        return [self.val.shape[1]] * len(self.val)  # whole blocks: no padding
+
 
 def phase_spec(case: dict[str, Any]):
     from wake2vec.recipe.schema import PhaseSpec
