@@ -55,7 +55,7 @@ def prepare(recipe: Recipe, registry: Registry, cache_dir: Path, *,
             evaluate_base: bool = False) -> Prepared:
     """Read the data, load the model, inject the lexicon and initialise the new rows; with
     ``evaluate_base`` (and ``analysis.baselines``) first evaluate the untouched model with its
-    own tokenizer on the validation text (blocks cached under ``cache_dir``)."""
+    own tokenizer on the validation text (blocks cached under ``cache_dir``/blocks)."""
     # accelerate's set_seed: transformers' imports peft and bitsandbytes (about 5 s)
     from accelerate.utils import set_seed
 
@@ -104,8 +104,7 @@ def prepare(recipe: Recipe, registry: Registry, cache_dir: Path, *,
         from wake2vec.training.data import prepare_data
 
         log.info("baseline: evaluating the untouched model on the validation text")
-        bundle = prepare_data(data, base_tokenizer, cache_dir / "blocks", seed, lexicon.words,
-                              text=text)
+        bundle = prepare_data(data, base_tokenizer, cache_dir, seed, lexicon.words, text=text)
         base_eval = measure(loaded.model, bundle, recipe.phases[0].batch_size, len(base_tokenizer))
     summary = apply_injection(loaded.model, injection, initializer,
                               base_ids=list(range(len(base_tokenizer))),
