@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import DATA, need_asset
+from conftest import DATA, built_once, need_asset
 
 pytestmark = pytest.mark.slow
 
@@ -54,22 +54,23 @@ def gguf() -> Path:
 
 @pytest.fixture(scope="module")
 def run(gguf, tmp_path_factory) -> Path:
+    """The run, built once per test session (the xdist workers share it)."""
     from click.testing import CliRunner
 
     from wake2vec.cli import cli
 
-    root = tmp_path_factory.mktemp("smollm2")
-    corpus = root / "corpus.txt"  # the first 60,000 characters of the demo corpus: quick
-    corpus.write_text((DATA / "demo_corpus.txt").read_text(encoding="utf-8")[:60_000],
-                      encoding="utf-8")
-    recipe = root / "recipe.toml"
-    recipe.write_text(RECIPE.format(model=gguf.as_posix(), corpus=corpus.as_posix(),
-                                    lexicon=(DATA / "demo_lexicon.txt").as_posix()),
-                      encoding="utf-8")
-    out = root / "run"
-    result = CliRunner().invoke(cli, ["run", str(recipe), "--output-dir", str(out)])
-    assert result.exit_code == 0, result.output
-    return out
+    def build(root: Path) -> None:
+        corpus = root / "corpus.txt"  # the first 60,000 characters of the demo corpus: quick
+        corpus.write_text((DATA / "demo_corpus.txt").read_text(encoding="utf-8")[:60_000],
+                          encoding="utf-8")
+        recipe = root / "recipe.toml"
+        recipe.write_text(RECIPE.format(model=gguf.as_posix(), corpus=corpus.as_posix(),
+                                        lexicon=(DATA / "demo_lexicon.txt").as_posix()),
+                          encoding="utf-8")
+        result = CliRunner().invoke(cli, ["run", str(recipe), "--output-dir", str(root / "run")])
+        assert result.exit_code == 0, result.output
+
+    return built_once(tmp_path_factory, "smollm2-run", build) / "run"
 
 
 def _json(path: Path) -> dict:
@@ -172,3 +173,63 @@ def test_a_gguf_of_an_architecture_transformers_cannot_load_is_refused(tmp_path,
     assert f"{path}: GGUF architecture 'oddarch' is not one transformers loads from GGUF" in result.output
     assert "llama" in result.output and "qwen2" in result.output  # what it does load
     assert not (tmp_path / "run").exists()
+
+
+def lexicon_lines(words: list[str]) -> list[str]:
+    """Each word after a space, at a line start, after an opening parenthesis and a quote."""
+    return [f"the {w} went by, {w}. then\n{w} and (\"{w}\") then {w}!" for w in words]
+
+
+@pytest.fixture(scope="module")
+def exported(run, tmp_path_factory) -> Path:
+    from click.testing import CliRunner
+    from helpers_export import need_converter, need_llama_cpp
+
+    from wake2vec.cli import cli
+
+    need_llama_cpp()
+    need_converter()
+
+    def build(folder: Path) -> None:
+        out = folder / "smollm2-wake.gguf"
+        result = CliRunner().invoke(cli, ["export", str(run), "--gguf", str(out),
+                                          "--outtype", "q8_0"])
+        assert result.exit_code == 0, result.output
+
+    return built_once(tmp_path_factory, "smollm2-gguf", build) / "smollm2-wake.gguf"
+
+
+def test_the_exported_gguf_keeps_every_lexicon_word_as_its_trained_id_in_llama_cpp(run, exported):
+    """The byte-level case of the export (see also tests/test_export_gguf.py): llama.cpp
+    tokenises each lexicon word, in every context, to the id the run trained."""
+    from helpers_export import new_id_gaps
+
+    injection = _json(run / "injection.json")
+    first = injection["embedding"]["rows_before"]
+    new_ids = set(range(first, first + injection["added"]["ids"]))
+    words = (DATA / "demo_lexicon.txt").read_text(encoding="utf-8").split()
+    total, gaps = new_id_gaps(run / "final" / "model" / "tokenizer.json", exported,
+                              lexicon_lines(words), new_ids)
+    assert total == 5 * len(words)
+    assert gaps == []
+
+
+def test_text_without_lexicon_words_tokenises_as_the_real_base_gguf(exported, gguf):
+    from helpers_export import differing_lines
+
+    from wake2vec.testing import english_text
+
+    lines = english_text(40_000, seed=5).splitlines() + [
+        "The river ran past the church; don't, isn't, o'clock, 3.14 and 1,000!",
+        "\"Quoted,\" she said (parenthesised)\twith a tab  and two spaces.",
+    ]
+    assert differing_lines(exported, gguf, lines) == []
+
+
+def test_the_exported_gguf_loads_and_generates_in_llama_cpp(exported):
+    from helpers_export import need_llama_cpp
+
+    llama_cpp = need_llama_cpp()
+    llm = llama_cpp.Llama(model_path=str(exported), n_ctx=64, verbose=False, seed=1)
+    out = llm("riverrun, past Eve and Adam's,", max_tokens=4, temperature=0.0)
+    assert out["choices"][0]["text"] != "" and out["usage"]["completion_tokens"] >= 1

@@ -10,7 +10,8 @@ synthetic text, injection into tokenizer and model, verification); ``training`` 
 new rows and adapters (loop, rows and head, data blocks, checkpoints, processes);
 ``analysis`` measures (geometry, generation probes, figures, report, trajectory,
 re-analysis); ``rundir`` keeps run directories (manifest and lock, rows files, status,
-comparison, archives). ``testing`` holds what tests and benchmarks share. See
+comparison, archives); ``export`` hands a run to llama.cpp (a GGUF that keeps the new
+words). ``testing`` holds what tests and benchmarks share. See
 docs/architecture.md.
 """
 

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from wake2vec.errors import UserInputError
+
 ASSETS_ENV = "WAKE2VEC_TEST_ASSETS"
 REQUIRE_ENV = "WAKE2VEC_REQUIRE_ASSETS"  # "1": a test that cannot have its asset fails (CI)
 
@@ -375,20 +377,50 @@ def lexicon_text(lexicon: list[str], target_bytes: int, seed: int = 1,
     return "\n".join(lines) + "\n"
 
 
+LLAMA_CPP_CMAKE = ("-DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF "
+                   "-DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF "
+                   "-DLLAMA_CURL=OFF")
+
+
+def llama_cpp_wheels() -> Path:
+    """A folder holding llama-cpp-python's wheel (the export's pinned version), compiled from
+    its source distribution the first time (several minutes on 2 cores; llama.cpp's library
+    only), and llama.cpp's converter fetched into the same cache. ``pip install --find-links``
+    the folder to install it."""
+    from wake2vec.export.runtime import LLAMA_CPP_PYTHON, converter_tree, pinned_tree
+
+    converter_tree(pinned_tree(asset_cache()))
+    folder = asset_cache() / "llama-cpp-wheels"
+    if not list(folder.glob(f"llama_cpp_python-{LLAMA_CPP_PYTHON}-*.whl")):
+        folder.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "CMAKE_ARGS": LLAMA_CPP_CMAKE,
+               "CMAKE_BUILD_PARALLEL_LEVEL": str(os.cpu_count() or 2)}
+        done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
+                               "-w", str(folder), f"llama-cpp-python=={LLAMA_CPP_PYTHON}"],
+                              env=env, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise AssetUnavailable(f"building llama-cpp-python {LLAMA_CPP_PYTHON} failed: "
+                                   f"{done.stderr.strip()[-600:]}")
+    return folder
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m wake2vec.testing fetch [NAME ...]``: fetch the real tokenizers (all by
-    default) and, with ``smollm2`` among the names or none given, the SmolLM2 GGUF."""
+    default), with ``smollm2`` among the names or none given the SmolLM2 GGUF, and with
+    ``llama-cpp`` (or none given) llama-cpp-python's wheel, built once, and llama.cpp's
+    converter."""
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] != "fetch":
-        print("usage: python -m wake2vec.testing fetch [" + " | ".join([*REAL_TOKENIZERS, "smollm2"])
-              + " ...]", file=sys.stderr)
+        print("usage: python -m wake2vec.testing fetch ["
+              + " | ".join([*REAL_TOKENIZERS, "smollm2", "llama-cpp"]) + " ...]", file=sys.stderr)
         return 2
-    names = args[1:] or [*REAL_TOKENIZERS, "smollm2"]
+    names = args[1:] or [*REAL_TOKENIZERS, "smollm2", "llama-cpp"]
     failed = 0
     for name in names:
         try:
-            path = smollm2_gguf() if name == "smollm2" else real_tokenizer_dir(name)
-        except (AssetUnavailable, KeyError) as exc:
+            path = (smollm2_gguf() if name == "smollm2" else llama_cpp_wheels()
+                    if name == "llama-cpp" else real_tokenizer_dir(name))
+        except (AssetUnavailable, KeyError, UserInputError) as exc:
             print(f"{name}: NOT AVAILABLE: {exc}", file=sys.stderr)
             failed += 1
             continue

@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "archive": "wake2vec.cli.archive:archive",
     "unpack": "wake2vec.cli.archive:unpack",
     "trajectory": "wake2vec.cli.trajectory:trajectory",
+    "export": "wake2vec.cli.export:export",
 }
 
 

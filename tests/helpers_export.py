@@ -1,0 +1,74 @@
+"""Checks of an exported GGUF in llama.cpp itself (llama-cpp-python, vocabulary only)."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+
+def need_llama_cpp():
+    """llama_cpp, or skip (fail where real assets are required: CI installs it from the test
+    cache's wheel, built once per machine by ``python -m wake2vec.testing fetch llama-cpp``)."""
+    from wake2vec.testing import REQUIRE_ENV
+
+    try:
+        import llama_cpp
+    except ImportError:
+        if os.environ.get(REQUIRE_ENV) == "1":
+            pytest.fail(f"llama-cpp-python is not installed ({REQUIRE_ENV}=1)")
+        pytest.skip("llama-cpp-python is not installed (pip install 'wake2vec[llama-cpp]')")
+    return llama_cpp
+
+
+def need_converter() -> Path:
+    """llama.cpp's converter, fetched once into the test cache; ``WAKE2VEC_LLAMA_CPP`` then
+    names it for the commands the test runs."""
+    from wake2vec.errors import UserInputError
+    from wake2vec.export.runtime import TREE_ENV, converter_tree, pinned_tree
+    from wake2vec.testing import REQUIRE_ENV, asset_cache
+
+    try:
+        tree = converter_tree(pinned_tree(asset_cache()))
+    except UserInputError as exc:
+        if os.environ.get(REQUIRE_ENV) == "1":
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+    os.environ[TREE_ENV] = str(tree)
+    return tree
+
+
+def llama_tokenize(path: Path):
+    llama_cpp = need_llama_cpp()
+    llm = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
+
+    def tokenize(text: str) -> list[int]:
+        return list(llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    return tokenize
+
+
+def new_id_gaps(run_tokenizer: Path, exported: Path, lines: list[str], new_ids: set[int]
+                ) -> tuple[int, list[str]]:
+    """Lexicon occurrences (new ids of the run's own tokenizer, line by line) and those
+    llama.cpp does not give the same id in the same line, with the line."""
+    from tokenizers import Tokenizer
+
+    run_tok = Tokenizer.from_file(str(run_tokenizer))
+    tokenize = llama_tokenize(exported)
+    total, gaps = 0, []
+    for line in lines:  # as it stands in a text: after a newline
+        want = Counter(i for i in run_tok.encode("\n" + line, add_special_tokens=False).ids
+                       if i in new_ids)
+        have = Counter(i for i in tokenize("\n" + line) if i in new_ids)
+        total += sum(want.values())
+        if want != have:
+            gaps.append(f"{line!r}: run {dict(want)} llama.cpp {dict(have)}")
+    return total, gaps
+
+
+def differing_lines(exported: Path, base: Path, lines: list[str]) -> list[str]:
+    a, b = llama_tokenize(exported), llama_tokenize(base)
+    return [line for line in lines if a(line) != b(line)]

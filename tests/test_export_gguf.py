@@ -1,0 +1,137 @@
+"""``wake2vec export RUN --gguf OUT.gguf`` on a SentencePiece vocabulary: a stand-in with the
+real Llama-2 tokenizer file (llama.cpp's ``llama`` vocabulary type) taught the demo lexicon,
+exported with llama.cpp's own converter and checked in llama.cpp (llama-cpp-python): every
+lexicon word of the text is its trained id, text without lexicon words tokenises as the base
+model's GGUF does. The byte-level case runs on the real SmolLM2 weights in
+``test_real_model.py``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import DATA, built_once
+from helpers_export import differing_lines, need_converter, need_llama_cpp, new_id_gaps
+
+pytestmark = pytest.mark.slow
+
+RECIPE = """\
+[run]
+name = "llama2-export"
+seed = 5
+
+[model]
+name = "{model}"
+
+[data]
+corpus = "{corpus}"
+lexicon = "{lexicon}"
+seq_len = 32
+validation_fraction = 0.1
+
+[[phases]]
+name = "p1"
+strategy = "embed-only"
+steps = 2
+learning_rate = 1e-2
+batch_size = 2
+eval_batches = 1
+
+[analysis]
+metrics = []
+baselines = false
+
+[report]
+html = false
+"""
+
+ENGLISH = [
+    "The river ran past the church, and the shore came back to the bay.",
+    "\"Quoted,\" she said; (parenthesised) words: don't, isn't, o'clock and 3.14!",
+    "Naive cafe, senor, deja vu.  Two spaces, a tab\there and the end.",
+]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, real_tokenizer) -> dict:
+    """The run and its export, built once per test session (the xdist workers share them)."""
+    from click.testing import CliRunner
+
+    from wake2vec.cli import cli
+    from wake2vec.export.runtime import convert
+    from wake2vec.testing import build_real_stand_in, english_text
+
+    need_llama_cpp()
+    tree = need_converter()
+    tokenizer = real_tokenizer("llama2")
+
+    def build(root: Path) -> None:
+        base = build_real_stand_in(root / "base", "llama", tokenizer)
+        text = (DATA / "demo_corpus.txt").read_text(encoding="utf-8")[:40_000]
+        (root / "corpus.txt").write_text(text + "\n" + english_text(20_000, seed=4),
+                                         encoding="utf-8")
+        recipe = root / "recipe.toml"
+        recipe.write_text(RECIPE.format(model=base.as_posix(),
+                                        corpus=(root / "corpus.txt").as_posix(),
+                                        lexicon=(DATA / "demo_lexicon.txt").as_posix()),
+                          encoding="utf-8")
+        result = CliRunner().invoke(cli, ["run", str(recipe), "--output-dir", str(root / "run")])
+        assert result.exit_code == 0, result.output
+        result = CliRunner().invoke(cli, ["export", str(root / "run"), "--gguf",
+                                          str(root / "llama2.gguf"), "--outtype", "f32"])
+        assert result.exit_code == 0, result.output
+        (root / "output.txt").write_text(result.output, encoding="utf-8")
+        convert(base, root / "base.gguf", "f32", tree)
+
+    root = built_once(tmp_path_factory, "llama2-export", build)
+    return {"run": root / "run", "gguf": root / "llama2.gguf", "base": root / "base.gguf",
+            "corpus": root / "corpus.txt",
+            "output": (root / "output.txt").read_text(encoding="utf-8")}
+
+
+def test_every_lexicon_word_of_the_text_is_its_trained_id_in_llama_cpp(exported):
+    injection = json.loads((exported["run"] / "injection.json").read_text(encoding="utf-8"))
+    first = injection["embedding"]["rows_before"]
+    new_ids = set(range(first, first + injection["added"]["ids"]))
+    lines = exported["corpus"].read_text(encoding="utf-8").splitlines()
+    total, gaps = new_id_gaps(exported["run"] / "final" / "model" / "tokenizer.json",
+                              exported["gguf"], lines, new_ids)
+    assert total > 1000
+    assert gaps == []
+
+
+def test_text_without_lexicon_words_tokenises_as_the_base_model_s_gguf(exported):
+    from wake2vec.testing import english_text
+
+    lines = ENGLISH + english_text(30_000, seed=9).splitlines()
+    assert differing_lines(exported["gguf"], exported["base"], lines) == []
+
+
+def test_the_export_prints_and_writes_its_table(exported):
+    report = json.loads(exported["gguf"].with_name("llama2.export.json").read_text("utf-8"))
+    assert report["vocabulary"] == "llama"
+    assert report["coverage"] == 1.0
+    assert report["identical_to_base_share"] == 1.0
+    assert "lexicon occurrences covered" in exported["output"]
+
+
+def test_below_the_coverage_asked_for_nothing_is_written(exported, tmp_path):
+    from click.testing import CliRunner
+
+    from wake2vec.cli import cli
+
+    # two spaces before a word: the run's tokenizer still gives the word its id (the second
+    # space stays a token of its own), llama.cpp's SentencePiece joins the spaces instead
+    text = tmp_path / "text.txt"
+    text.write_text("".join(f"and  {w} went\n" for w in ("ancienter", "angelly", "applebird")),
+                    encoding="utf-8")
+    out = tmp_path / "refused.gguf"
+    result = CliRunner().invoke(cli, ["export", str(exported["run"]), "--gguf", str(out),
+                                      "--text", str(text)])
+    assert result.exit_code == 2, result.output
+    assert "below --min-coverage 0.99" in result.output
+    assert "lexicon occurrences covered" in result.output  # the table, before the refusal
+    assert not out.exists()
+    report = json.loads((tmp_path / "refused.export.json").read_text(encoding="utf-8"))
+    assert report["coverage"] < 0.99

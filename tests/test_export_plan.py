@@ -1,0 +1,134 @@
+"""The GGUF export's planning, without llama.cpp: the base tokenizer recovered from a run's,
+chains simulated under each vocabulary's merge rule, the least risky chain shape, forms left
+out by risk, and the measurement's counting."""
+
+from __future__ import annotations
+
+from wake2vec.export.llama_gguf import MARKER, read_forms
+from wake2vec.export.measure import measure
+from wake2vec.export.plan import (
+    BARE,
+    MERGES,
+    SPACE,
+    USER_DEFINED,
+    Form,
+    Plan,
+    VocabFacts,
+    _join,
+    _tree,
+    choose,
+    plan_forms,
+)
+
+
+def _bpe(tokens: list[str], merges: list[str]) -> VocabFacts:
+    return VocabFacts("gpt2", tokens, [1] * len(tokens), [], merges)
+
+
+def test_the_base_tokenizer_is_the_run_s_without_the_whole_word_steps():
+    base_pre = {"type": "ByteLevel", "add_prefix_space": False}
+    state = {
+        "normalizer": {"type": "Sequence", "normalizers": [
+            {"type": "NFC"},
+            {"type": "Replace", "pattern": {"String": MARKER}, "content": ""}]},
+        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"String": MARKER}}, base_pre]},
+        "decoder": {"type": "Replace", "pattern": {"String": MARKER}, "content": ""},
+        "added_tokens": [
+            {"id": 0, "content": "<s>", "special": True},
+            {"id": 5, "content": " riverrun" + MARKER, "special": False},
+            {"id": 6, "content": "riverrun" + MARKER, "special": False},
+            {"id": 7, "content": "\u2581howth" + MARKER, "special": False},
+        ],
+    }
+    forms, base = read_forms(state)
+    assert [(f.word, f.form, f.id) for f in forms] == [
+        ("riverrun", SPACE, 5), ("riverrun", BARE, 6), ("howth", SPACE, 7)]
+    assert base["normalizer"] == {"type": "NFC"}
+    assert base["pre_tokenizer"] == base_pre
+    assert base["decoder"] is None
+    assert [t["content"] for t in base["added_tokens"]] == ["<s>"]
+
+
+def test_bpe_joins_by_rank_and_sentencepiece_by_score():
+    ranks = {("a", "b"): 0, ("b", "c"): 1}
+    assert _join(["a", "b", "c"], lambda x, y: ranks.get((x, y))) == ["ab", "c"]
+    scores = {"bc": -1.0, "ab": -2.0}  # SentencePiece: the higher score first
+    best = lambda x, y: -scores[x + y] if x + y in scores else None  # noqa: E731
+    assert _join(["a", "b", "c"], best) == ["a", "bc"]
+
+
+class _Risk:
+    """Runs of ids that stand in ordinary words, with their frequency."""
+
+    def __init__(self, runs: dict[tuple[int, ...], float], endings: dict[str, float] | None = None):
+        self.runs, self.endings = runs, endings or {}
+
+    def run(self, ids):
+        return self.runs.get(ids, 0.0)
+
+    def inside(self, ids):
+        return self.runs.get(ids, 0.0)
+
+    def ending(self, head, rest):
+        return self.endings.get(head, 0.0)
+
+
+def test_the_chain_avoids_intermediates_that_are_common_words():
+    # cous in but ter: "cousin" and "butter" are words, "inbut" is not
+    strings = ["Ġcous", "in", "but", "ter"]
+    risk = _Risk({(0, 1): 1e-4, (2, 3): 1e-4})
+    nodes, cost = _tree([0, 1, 2, 3], strings, risk)
+    assert cost == 0.0
+    assert "Ġcousin" not in nodes and "butter" not in nodes
+    assert nodes["Ġcousinbutter"] == 4
+    left_to_right, _ = _tree([0, 1, 2, 3], strings, None)
+    assert "Ġcousin" in left_to_right
+
+
+def test_planned_chains_build_each_form_and_number_their_pieces_after_the_rows():
+    tokens = ["Ġ", "Ġcous", "in", "but", "ter", "Ġriver", "run"]
+    facts = _bpe(tokens, ["Ġ cous"])
+    forms = [Form("cousinbutter", SPACE, 10, pieces=[1, 2, 3, 4], text="Ġcousinbutter"),
+             Form("riverrun", SPACE, 11, pieces=[5, 6], text="Ġriverrun")]
+    plan = plan_forms(facts, forms, first_piece_id=20, risk=_Risk({(1, 2): 1.0, (3, 4): 1.0}))
+    assert [f.how for f in forms] == [MERGES, MERGES]
+    assert plan.strings["Ġcousinbutter"] == 10 and plan.strings["Ġriverrun"] == 11
+    assert sorted(plan.pieces) == [20, 21]  # a four-piece chain needs two intermediates
+    ranks = {tuple(m.split(" ")): r for r, m in enumerate(facts.merges + plan.merges)}
+    for f in forms:
+        got = _join([tokens[p] for p in f.pieces], lambda a, b: ranks.get((a, b)))
+        assert got == [f.text]
+    for piece, joins in plan.pieces.items():  # each piece's row is the mean of these
+        text = next(t for t, i in plan.strings.items() if i == piece)
+        assert "".join(tokens[j] for j in joins) == text
+
+
+def test_risky_forms_are_left_out_with_the_reason():
+    facts = _bpe(["Ġd", "av", "Ġriver", "run"], [])
+    dav = Form("dav", SPACE, 10, pieces=[0, 1], text="Ġdav")  # fires inside "davis"
+    river = Form("riverrun", SPACE, 11, pieces=[2, 3], text="Ġriverrun")
+    clitic = Form("r's", BARE, 12, how=USER_DEFINED)  # inside "founter's"
+    kept = choose(facts, [dav, river, clitic], _Risk({(0, 1): 3e-5}, {"r": 0.2}), 1e-5)
+    assert kept == 0.0
+    assert "fire in ordinary words" in dav.reason and river.reason == ""
+    assert clitic.how == "" and "inside other words" in clitic.reason
+
+
+def test_measure_counts_coverage_spurious_ids_and_lines_like_the_base():
+    forms = [Form("riverrun", SPACE, 100, how=MERGES), Form("howth", SPACE, 101, how=MERGES)]
+    plan = Plan(forms=forms, pieces={200: [1, 2]})
+    lines = ["riverrun past howth", "plain words", "more plain words", "howth again"]
+    run = {"riverrun past howth": [100, 3, 101], "plain words": [4, 5],
+           "more plain words": [6, 4, 5], "howth again": [101, 7]}
+    exported = {"riverrun past howth": [100, 3, 8, 9], "plain words": [4, 5],
+                "more plain words": [6, 200, 5], "howth again": [101, 7]}
+    base = {"plain words": [4, 5], "more plain words": [6, 4, 5]}
+    result = measure(lines, lambda batch: [run[x.lstrip("\n")] for x in batch],
+                     lambda x: exported[x.lstrip("\n")], lambda x: base[x.lstrip("\n")],
+                     plan, {100, 101})
+    assert (result["occurrences"], result["covered"]) == (3, 2)
+    assert result["missed_sample"] == ["howth x1"]
+    assert result["spurious"] == 1 and result["spurious_by_cause"]["piece"]["count"] == 1
+    assert (result["lines_without_lexicon_words"], result["identical_to_base"]) == (2, 1)
+    assert result["words"] == 10
