@@ -14,7 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 from conftest import HANG_GUARD_S
-from wake2vec_plugins.observers.mirror import _try_sync, sync
+from wake2vec_plugins.observers.mirror import _make_folders, _try_sync, sync
 
 REPO = Path(__file__).resolve().parent.parent
 RECIPE = REPO / "recipes" / "three_phase.toml"
@@ -60,6 +60,20 @@ def test_an_unavailable_mirror_is_a_warning(tmp_path, caplog):
         _try_sync(info, "a test")  # must not raise
     assert "is unavailable" in caplog.text and "training continues" in caplog.text
     assert not gone.exists(), "a vanished mirror must not be re-created on the local disk"
+
+
+def test_a_drive_that_vanishes_during_a_sync_is_not_re_created(tmp_path):
+    # the sync makes a checkpoint's folders below the mirror root one level at a time: with the
+    # drive gone between two files, the next folder fails instead of re-creating drive and root
+    drive = tmp_path / "drive"
+    mirror = drive / "run"
+    mirror.mkdir(parents=True)
+    _make_folders(mirror, mirror / "01-p1" / "checkpoints" / "step-0000005")
+    assert (mirror / "01-p1" / "checkpoints" / "step-0000005").is_dir()
+    shutil.rmtree(drive)
+    with pytest.raises(FileNotFoundError):
+        _make_folders(mirror, mirror / "01-p1" / "checkpoints" / "step-0000010")
+    assert not drive.exists()
 
 
 def test_a_missing_mirror_folder_is_a_recipe_error(cli, tmp_path):

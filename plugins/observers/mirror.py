@@ -58,7 +58,7 @@ def sync(run_dir: Path, mirror: Path) -> int:
                 continue
         except FileNotFoundError:
             pass
-        target.parent.mkdir(parents=True, exist_ok=True)
+        _make_folders(mirror, target.parent)
         tmp = target.with_name(f".{target.name}.mirror-tmp")
         shutil.copy2(run_dir / rel, tmp)
         tmp.replace(target)
@@ -67,6 +67,14 @@ def sync(run_dir: Path, mirror: Path) -> int:
         if folder.is_dir() and not (run_dir / folder.relative_to(mirror)).exists():
             shutil.rmtree(folder, ignore_errors=True)
     return copied
+
+
+def _make_folders(mirror: Path, folder: Path) -> None:
+    """Create ``folder`` below ``mirror`` one level at a time, never ``parents=True``: when the
+    drive vanishes during a sync, the next level fails instead of re-creating the mirror root."""
+    levels = [folder, *folder.parents]
+    for level in reversed(levels[: levels.index(mirror) + 1]):
+        level.mkdir(exist_ok=True)
 
 
 def _try_sync(run, when: str) -> None:
