@@ -106,7 +106,7 @@ def export_run(run_dir: Path, out: Path, outtype: str = "auto", min_coverage: fl
         base_vocab = tmp / "base-vocab.gguf"
         runtime.convert(tmp / "base", base_vocab, "f32", converter, vocab_only=True)
         if pre is not None:  # the source GGUF's pre-tokenizer, for the base and the export
-            facts, reader = lg._facts(base_vocab)
+            facts, reader = lg.read_facts(base_vocab)
             fixed = tmp / "base-vocab-pre.gguf"
             lg.write_edited(reader, fixed, {"tokens": facts.tokens, "types": facts.types,
                                             **({"scores": facts.scores} if facts.scores else {}),
@@ -115,7 +115,7 @@ def export_run(run_dir: Path, out: Path, outtype: str = "auto", min_coverage: fl
             base_vocab = fixed
         progress(f"planning {len(forms):,} word forms into llama.cpp's vocabulary")
         plan, facts, reader = lg.plan_export(base_vocab, forms, rows, risk_limit)
-        keys = lg._edited_keys(facts, plan, rows)
+        keys = lg.edited_keys(facts, plan, rows)
         edited_vocab = tmp / "edited-vocab.gguf"
         lg.write_edited(reader, edited_vocab, keys)
         progress(f"measuring on {len(lines):,} lines in llama.cpp")

@@ -93,7 +93,7 @@ def read_forms(state: dict[str, Any]) -> tuple[list[Form], dict[str, Any]]:
     return forms, base
 
 
-def _facts(path: Path) -> tuple[VocabFacts, Any]:
+def read_facts(path: Path) -> tuple[VocabFacts, Any]:
     import gguf
 
     reader = gguf.GGUFReader(str(path))
@@ -113,7 +113,7 @@ def _facts(path: Path) -> tuple[VocabFacts, Any]:
     return facts, reader
 
 
-def _edited_keys(facts: VocabFacts, plan: Plan, rows: int) -> dict[str, Any]:
+def edited_keys(facts: VocabFacts, plan: Plan, rows: int) -> dict[str, Any]:
     """The tokenizer keys with the plan's strings on the run's ids and the pieces after."""
     total = max(rows, max(plan.pieces, default=-1) + 1)
     tokens = list(facts.tokens) + [f"[PAD{i}]" for i in range(len(facts.tokens), total)]
@@ -206,7 +206,7 @@ def plan_export(base_vocab: Path, forms: list[Form], rows: int, risk_limit: floa
                 ) -> tuple[Plan, VocabFacts, Any]:
     """Plan the forms into the base vocabulary, check them in llama.cpp, re-plan without the
     forms that fail (at most three times)."""
-    facts, reader = _facts(base_vocab)
+    facts, reader = read_facts(base_vocab)
     vocab = runtime.LlamaVocab(base_vocab)
     prefix, found = _in_context(vocab, forms)
     screen(facts, forms, prefix, found)
@@ -220,7 +220,7 @@ def plan_export(base_vocab: Path, forms: list[Form], rows: int, risk_limit: floa
         plan = plan_forms(facts, forms, max(rows, len(facts.tokens)), risk)
         with tempfile.TemporaryDirectory(dir=base_vocab.parent) as tmp:
             trial = Path(tmp) / "trial.gguf"
-            write_edited(reader, trial, _edited_keys(facts, plan, rows))
+            write_edited(reader, trial, edited_keys(facts, plan, rows))
             checker = runtime.LlamaVocab(trial)
             failed = _check(checker, plan)
             checker.close()

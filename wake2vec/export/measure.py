@@ -41,7 +41,6 @@ def measure(lines: list[str], reference: Callable[[list[str]], Iterable[list[int
     spurious: Counter[str] = Counter()
     samples: dict[str, list[str]] = {c: [] for c in CAUSES}
     missed: Counter[str] = Counter()
-    done = 0
     for start in range(0, len(texts), 512):
         batch = texts[start : start + 512]
         for line, ref in zip(batch, reference(batch), strict=True):
@@ -63,7 +62,6 @@ def measure(lines: list[str], reference: Callable[[list[str]], Iterable[list[int
             if not want:
                 plain += 1
                 plain_same += got == base(line)
-        done += len(batch)
         if progress is not None:
             progress(len(batch))
     total_spurious = sum(spurious.values())

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from wake2vec.errors import TrainingError, UserInputError
+from wake2vec.rundir.directory import cache_root
 
 LLAMA_CPP_PYTHON = "0.3.36"
 TREE_ENV = "WAKE2VEC_LLAMA_CPP"
@@ -30,14 +31,9 @@ _KEEP = (CONVERTER, "conversion/", "gguf-py/", "LICENSE")  # members of vendor/l
 INSTALL_HINT = f"pip install 'wake2vec[llama-cpp]' (llama-cpp-python=={LLAMA_CPP_PYTHON})"
 
 
-def _cache_root() -> Path:
-    override = os.environ.get("WAKE2VEC_CACHE")
-    return Path(override) if override else Path.home() / ".cache" / "wake2vec"
-
-
 def pinned_tree(cache: Path | None = None) -> Path:
     """Where the pinned converter is kept: ``cache`` (default ``~/.cache/wake2vec``)."""
-    return (cache or _cache_root()) / "llama.cpp" / f"llama-cpp-python-{LLAMA_CPP_PYTHON}"
+    return (cache or cache_root()) / "llama.cpp" / f"llama-cpp-python-{LLAMA_CPP_PYTHON}"
 
 
 def converter_tree(explicit: str | Path | None = None, fetch: bool = True) -> Path:
