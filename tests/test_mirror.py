@@ -112,7 +112,10 @@ def test_a_run_is_mirrored_and_survives_its_mirror_vanishing(tmp_path):
         deadline = time.monotonic() + HANG_GUARD_S
         while time.monotonic() < deadline and proc.poll() is None:
             if any((drive / "second").glob("01-p1/checkpoints/step-*/state.json")):
-                shutil.rmtree(drive, ignore_errors=True)
+                # a sync may be writing into a folder rmtree has listed (its rmdir then fails):
+                # pull until nothing is left, as an unmount would
+                while drive.exists() and time.monotonic() < deadline:
+                    shutil.rmtree(drive, ignore_errors=True)
                 pulled.set()
                 return
             time.sleep(0.02)
