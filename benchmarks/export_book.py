@@ -2,8 +2,10 @@
 44,990-word Wake lexicon over a 2 MB text (1.5 MB mixing lexicon and English words,
 ``wake2vec.testing.lexicon_text``, then 0.5 MB of English, ``english_text``), one P1 step, then
 ``wake2vec export`` to f16; prints the export's table (README, "Export to llama.cpp").
+``--model llama2`` does the same on a random-weight stand-in with the real Llama-2 tokenizer
+file (SentencePiece, llama.cpp's ``llama`` vocabulary type).
 
-    python benchmarks/export_book.py [--workdir DIR] [--risk-limit X]
+    python benchmarks/export_book.py [--model smollm2|llama2] [--workdir DIR] [--risk-limit X]
 
 Needs the test assets (``python -m wake2vec.testing fetch``) and llama-cpp-python. Takes about
 6 minutes on 2 cores (the run about 3, the export about 2).
@@ -24,7 +26,7 @@ LEXICON = Path(__file__).resolve().parents[2] / "shared" / "data" / "wake_lexico
 
 RECIPE = """\
 [run]
-name = "smollm2-book"
+name = "export-book"
 seed = 7
 
 [model]
@@ -59,9 +61,16 @@ html = false
 
 
 def main() -> int:
-    from wake2vec.testing import english_text, lexicon_text, smollm2_gguf
+    from wake2vec.testing import (
+        build_real_stand_in,
+        english_text,
+        lexicon_text,
+        real_tokenizer_dir,
+        smollm2_gguf,
+    )
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=("smollm2", "llama2"), default="smollm2")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--lexicon", type=Path, default=LEXICON)
     parser.add_argument("--risk-limit", default=None)
@@ -73,13 +82,19 @@ def main() -> int:
     corpus.write_text(lexicon_text(words, 1_500_000, seed=1) + english_text(500_000, seed=2),
                       encoding="utf-8")
     recipe = work / "recipe.toml"
-    recipe.write_text(RECIPE.format(model=smollm2_gguf().as_posix(), corpus=corpus.as_posix(),
+    if args.model == "llama2":
+        model = work / "llama2-stand-in"
+        if not (model / "config.json").is_file():
+            build_real_stand_in(model, "llama", real_tokenizer_dir("llama2"))
+    else:
+        model = smollm2_gguf()
+    recipe.write_text(RECIPE.format(model=model.as_posix(), corpus=corpus.as_posix(),
                                     lexicon=args.lexicon.as_posix()), encoding="utf-8")
     run = work / "run"
     if not (run / "final" / "model" / "config.json").is_file():
         subprocess.run([sys.executable, "-m", "wake2vec", "run", str(recipe), "--output-dir",
                         str(run)], check=True)
-    out = work / "smollm2-wake.f16.gguf"
+    out = work / f"{args.model}-wake.f16.gguf"
     command = [sys.executable, "-m", "wake2vec", "export", str(run), "--gguf", str(out),
                "--outtype", "f16", "--min-coverage", "0"]
     if args.risk_limit is not None:

@@ -72,3 +72,14 @@ def new_id_gaps(run_tokenizer: Path, exported: Path, lines: list[str], new_ids: 
 def differing_lines(exported: Path, base: Path, lines: list[str]) -> list[str]:
     a, b = llama_tokenize(exported), llama_tokenize(base)
     return [line for line in lines if a(line) != b(line)]
+
+
+def lines_unlike_transformers(exported: Path, tokenizer_json: Path, lines: list[str]
+                              ) -> list[str]:
+    """Lines llama.cpp tokenises otherwise than ``tokenizer_json`` does in the tokenizers
+    library (what the model saw in training), special tokens left out on both sides."""
+    from tokenizers import Tokenizer
+
+    hf, tokenize = Tokenizer.from_file(str(tokenizer_json)), llama_tokenize(exported)
+    return [line for line in lines
+            if tokenize(line) != hf.encode(line, add_special_tokens=False).ids]

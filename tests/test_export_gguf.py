@@ -12,7 +12,13 @@ from pathlib import Path
 
 import pytest
 from conftest import DATA, built_once
-from helpers_export import differing_lines, need_converter, need_llama_cpp, new_id_gaps
+from helpers_export import (
+    differing_lines,
+    lines_unlike_transformers,
+    need_converter,
+    need_llama_cpp,
+    new_id_gaps,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -86,46 +92,74 @@ def exported(tmp_path_factory, real_tokenizer) -> dict:
 
     root = built_once(tmp_path_factory, "llama2-export", build)
     return {"run": root / "run", "gguf": root / "llama2.gguf", "base": root / "base.gguf",
+            "base_tokenizer": root / "base" / "tokenizer.json",
             "corpus": root / "corpus.txt",
             "output": (root / "output.txt").read_text(encoding="utf-8")}
 
 
-def test_every_lexicon_word_of_the_text_is_its_trained_id_in_llama_cpp(exported):
-    injection = json.loads((exported["run"] / "injection.json").read_text(encoding="utf-8"))
+def _left_out(gguf_path: Path) -> set[int]:
+    """The run's ids the export left out (named ``[wake2vec-unexported-ID]`` in the GGUF)."""
+    import gguf
+
+    field = gguf.GGUFReader(str(gguf_path)).fields[gguf.Keys.Tokenizer.LIST]
+    return {i for i, token in enumerate(field.contents())
+            if token.startswith("[wake2vec-unexported-")}
+
+
+def _new_ids(run: Path) -> set[int]:
+    injection = json.loads((run / "injection.json").read_text(encoding="utf-8"))
     first = injection["embedding"]["rows_before"]
-    new_ids = set(range(first, first + injection["added"]["ids"]))
+    return set(range(first, first + injection["added"]["ids"]))
+
+
+def test_every_lexicon_word_of_the_text_is_its_trained_id_in_llama_cpp(exported):
+    """Every form the export keeps; with the Llama-2 scores a few forms ("nigher": its joins
+    would also fire in "nigel") are left out under the default --risk-limit, and the report
+    counts them."""
+    new_ids, left_out = _new_ids(exported["run"]), _left_out(exported["gguf"])
+    report = json.loads(exported["gguf"].with_name("llama2.export.json").read_text("utf-8"))
+    assert len(left_out) == report["forms"][""] < len(new_ids) / 100
     lines = exported["corpus"].read_text(encoding="utf-8").splitlines()
     total, gaps = new_id_gaps(exported["run"] / "final" / "model" / "tokenizer.json",
-                              exported["gguf"], lines, new_ids)
+                              exported["gguf"], lines, new_ids - left_out)
     assert total > 1000
     assert gaps == []
 
 
-def test_text_without_lexicon_words_tokenises_as_the_base_model_s_gguf(exported):
+def test_text_without_lexicon_words_tokenises_as_the_base_model_does(exported):
+    """As the base ``tokenizer.json`` does in transformers (the hub's base GGUF, converted
+    from ``tokenizer.model``'s scores, agrees with it). A folder with only ``tokenizer.json``
+    (a transformers 5 save, this stand-in) gives llama.cpp's converter no scores: every
+    piece gets the same one and most lines come out otherwise; the export rebuilds the scores
+    from the merges."""
     from wake2vec.testing import english_text
 
     lines = ENGLISH + english_text(30_000, seed=9).splitlines()
-    assert differing_lines(exported["gguf"], exported["base"], lines) == []
+    assert lines_unlike_transformers(exported["gguf"], exported["base_tokenizer"], lines) == []
+    plain = differing_lines(exported["base"], exported["gguf"], lines)
+    assert len(plain) > len(lines) / 2  # the converter's own output, without the rebuilt scores
 
 
 def test_the_export_prints_and_writes_its_table(exported):
     report = json.loads(exported["gguf"].with_name("llama2.export.json").read_text("utf-8"))
     assert report["vocabulary"] == "llama"
-    assert report["coverage"] == 1.0
+    assert report["coverage"] >= 0.99
     assert report["identical_to_base_share"] == 1.0
     assert "lexicon occurrences covered" in exported["output"]
 
 
 def test_below_the_coverage_asked_for_nothing_is_written(exported, tmp_path):
     from click.testing import CliRunner
+    from tokenizers import Tokenizer
 
     from wake2vec.cli import cli
 
-    # two spaces before a word: the run's tokenizer still gives the word its id (the second
-    # space stays a token of its own), llama.cpp's SentencePiece joins the spaces instead
+    # a text of the words the export leaves out: none of them gets its trained id
+    run_tok = Tokenizer.from_file(str(exported["run"] / "final" / "model" / "tokenizer.json"))
+    words = {run_tok.id_to_token(i).strip(" \u2581\ufdd0") for i in _left_out(exported["gguf"])}
+    assert words
     text = tmp_path / "text.txt"
-    text.write_text("".join(f"and  {w} went\n" for w in ("ancienter", "angelly", "applebird")),
-                    encoding="utf-8")
+    text.write_text("".join(f"and {w} went\n" for w in sorted(words)), encoding="utf-8")
     out = tmp_path / "refused.gguf"
     result = CliRunner().invoke(cli, ["export", str(exported["run"]), "--gguf", str(out),
                                       "--text", str(text)])
@@ -134,4 +168,4 @@ def test_below_the_coverage_asked_for_nothing_is_written(exported, tmp_path):
     assert "lexicon occurrences covered" in result.output  # the table, before the refusal
     assert not out.exists()
     report = json.loads((tmp_path / "refused.export.json").read_text(encoding="utf-8"))
-    assert report["coverage"] < 0.99
+    assert report["coverage"] == 0.0

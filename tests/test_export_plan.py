@@ -4,7 +4,7 @@ out by risk, and the measurement's counting."""
 
 from __future__ import annotations
 
-from wake2vec.export.llama_gguf import MARKER, read_forms
+from wake2vec.export.llama_gguf import MARKER, read_forms, scores_from_merges
 from wake2vec.export.measure import measure
 from wake2vec.export.plan import (
     BARE,
@@ -56,6 +56,21 @@ def test_bpe_joins_by_rank_and_sentencepiece_by_score():
     scores = {"bc": -1.0, "ab": -2.0}  # SentencePiece: the higher score first
     best = lambda x, y: -scores[x + y] if x + y in scores else None  # noqa: E731
     assert _join(["a", "b", "c"], best) == ["a", "bc"]
+
+
+def test_uniform_sentencepiece_scores_are_rebuilt_from_the_merges_in_their_order():
+    tokens = ["<unk>", "<0x0A>", "\u2581", "t", "h", "e", "th", "\u2581the", "he", "\u2581t"]
+    facts = VocabFacts("llama", tokens, [1] * len(tokens), [-1000.0] * len(tokens), [])
+    state = {"model": {"type": "BPE", "merges": [["t", "h"], "h e", "\u2581 t", "\u2581t he",
+                                                 "\u2581 th"]}}
+    scores = scores_from_merges(facts, state)
+    assert dict(zip(tokens, scores, strict=True)) == {
+        "<unk>": -5.0, "<0x0A>": -5.0, "\u2581": -5.0, "t": -5.0, "h": -5.0, "e": -5.0,
+        "th": -0.0, "he": -1.0, "\u2581t": -2.0, "\u2581the": -3.0}  # the first merge's rank
+    rebuilt = VocabFacts("llama", tokens, facts.types, scores, [])
+    assert scores_from_merges(rebuilt, state) is None  # scores of its own are kept
+    assert scores_from_merges(facts, {"model": {"type": "Unigram"}}) is None
+    assert scores_from_merges(_bpe(tokens, ["t h"]), state) is None  # byte-level BPE
 
 
 class _Risk:

@@ -105,11 +105,14 @@ def export_run(run_dir: Path, out: Path, outtype: str = "auto", min_coverage: fl
         _base_folder(model_dir, base_state, tmp / "base")
         base_vocab = tmp / "base-vocab.gguf"
         runtime.convert(tmp / "base", base_vocab, "f32", converter, vocab_only=True)
-        if pre is not None:  # the source GGUF's pre-tokenizer, for the base and the export
-            facts, reader = lg.read_facts(base_vocab)
-            fixed = tmp / "base-vocab-pre.gguf"
+        facts, reader = lg.read_facts(base_vocab)
+        scores = lg.scores_from_merges(facts, base_state) or facts.scores
+        if pre is not None or scores != facts.scores:
+            # the source GGUF's pre-tokenizer, and SentencePiece scores that follow the
+            # merges, for the base and the export
+            fixed = tmp / "base-vocab-fixed.gguf"
             lg.write_edited(reader, fixed, {"tokens": facts.tokens, "types": facts.types,
-                                            **({"scores": facts.scores} if facts.scores else {}),
+                                            **({"scores": scores} if scores else {}),
                                             **({"merges": facts.merges} if facts.merges else {})},
                             pre=pre)
             base_vocab = fixed

@@ -113,6 +113,25 @@ def read_facts(path: Path) -> tuple[VocabFacts, Any]:
     return facts, reader
 
 
+def scores_from_merges(facts: VocabFacts, state: dict[str, Any]) -> list[float] | None:
+    """SentencePiece scores rebuilt from a BPE ``tokenizer.json``'s merges, where llama.cpp's
+    converter gave every piece the same score (it does so when the folder has no
+    ``tokenizer.model``, which transformers 5 does not save): a piece scores minus the rank of
+    the first merge that makes it, so llama.cpp joins pieces in the order the merges do.
+    ``None`` where the scores already differ or the JSON has no merges."""
+    if facts.model != "llama" or len(set(facts.scores)) > 1:
+        return None
+    merges = (state.get("model") or {}).get("merges") or []
+    if not merges:
+        return None
+    rank: dict[str, int] = {}
+    for i, merge in enumerate(merges):
+        left, right = merge.split(" ", 1) if isinstance(merge, str) else merge
+        rank.setdefault(left + right, i)
+    floor = -float(len(merges))  # pieces no merge makes: single symbols, bytes, specials
+    return [-float(rank[t]) if t in rank else floor for t in facts.tokens]
+
+
 def edited_keys(facts: VocabFacts, plan: Plan, rows: int) -> dict[str, Any]:
     """The tokenizer keys with the plan's strings on the run's ids and the pieces after."""
     total = max(rows, max(plan.pieces, default=-1) + 1)
