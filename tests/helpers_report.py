@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from conftest import HANG_GUARD_S
+from conftest import HANG_GUARD_S, built_once
 
 REPO = Path(__file__).resolve().parent.parent
 RECIPE = REPO / "recipes" / "three_phase.toml"
@@ -100,3 +100,9 @@ def make_report_run(root: Path) -> Path:
     manifest = json.loads((run / "manifest.json").read_text(encoding="utf-8"))
     write_report(run, manifest)
     return run
+
+
+def shared_report_run(tmp_path_factory) -> Path:
+    """``make_report_run``'s run, built once per test session and shared by the xdist workers
+    and by the modules that read it (tests that change a run work on a copy)."""
+    return built_once(tmp_path_factory, "report-run", make_report_run) / "run"

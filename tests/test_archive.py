@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import subprocess
 import sys
 import tarfile
 from pathlib import Path
 
 import pytest
-from conftest import HANG_GUARD_S
+from conftest import HANG_GUARD_S, built_once
 
 REPO = Path(__file__).resolve().parent.parent
 RECIPE = REPO / "recipes" / "three_phase.toml"
@@ -24,12 +25,17 @@ SHORT = (
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("archive") / "demo"
-    proc = subprocess.run(
-        [sys.executable, "-m", "wake2vec", "run", str(RECIPE), "--output-dir", str(out), *SHORT],
-        capture_output=True, text=True, timeout=HANG_GUARD_S)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return out
+    """A short run, built once per test session (the xdist workers share it; tests that write
+    into a run work on a copy)."""
+
+    def build(folder: Path) -> None:
+        proc = subprocess.run(
+            [sys.executable, "-m", "wake2vec", "run", str(RECIPE), "--output-dir", str(folder / "demo"),
+             *SHORT],
+            capture_output=True, text=True, timeout=HANG_GUARD_S)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+
+    return built_once(tmp_path_factory, "archive-run", build) / "demo"
 
 
 def _compare_rows(cli, *runs: Path) -> list[tuple]:
@@ -90,8 +96,10 @@ def test_analyze_works_on_an_archive_without_the_final_model(cli, run_dir, tmp_p
     # trajectory too: the base rows come from the base model, loaded as the run loaded it
     result = cli("trajectory", str(unpacked), "--sample", "100")
     assert result.exit_code == 0, result.output
-    assert cli("trajectory", str(run_dir), "--sample", "100").exit_code == 0
-    redone, original = (json.loads((d / "trajectory.json").read_text()) for d in (unpacked, run_dir))
+    original = tmp_path / "original"
+    shutil.copytree(run_dir, original)  # trajectory writes into the run it reads
+    assert cli("trajectory", str(original), "--sample", "100").exit_code == 0
+    redone, original = (json.loads((d / "trajectory.json").read_text()) for d in (unpacked, original))
     assert [s["label"] for s in redone["snapshots"]] == ["injected", "after p1", "after p2", "after p3"]
     assert redone["snapshots"] == original["snapshots"]
 

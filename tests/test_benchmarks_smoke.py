@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import HANG_GUARD_S
+from conftest import HANG_GUARD_S, built_once
 
 pytestmark = pytest.mark.bench
 
@@ -20,17 +20,24 @@ LEXICON = REPO.parent / "shared" / "data" / "wake_lexicon.txt"
 
 @pytest.fixture(scope="module")
 def quick_results(tmp_path_factory) -> dict:
-    out = tmp_path_factory.mktemp("bench") / "results.json"
-    proc = subprocess.run(
-        [sys.executable, str(RUN), "--quick", "--json", str(out)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=HANG_GUARD_S,  # the quick P1 run starts five Python processes
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "targets met:" in proc.stdout
-    return {"stdout": proc.stdout, **json.loads(out.read_text(encoding="utf-8"))}
+    """Every benchmark at ``--quick`` size, run once per test session (the xdist workers share
+    it: two copies at once would also skew each other's timings)."""
+
+    def build(folder: Path) -> None:
+        proc = subprocess.run(
+            [sys.executable, str(RUN), "--quick", "--json", str(folder / "results.json")],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=HANG_GUARD_S,  # the quick P1 run starts five Python processes
+        )
+        (folder / "stdout.txt").write_text(proc.stdout, encoding="utf-8")
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    folder = built_once(tmp_path_factory, "bench-quick", build)
+    stdout = (folder / "stdout.txt").read_text(encoding="utf-8")
+    assert "targets met:" in stdout
+    return {"stdout": stdout, **json.loads((folder / "results.json").read_text(encoding="utf-8"))}
 
 
 def _rows(results: dict, benchmark: str) -> dict[str, dict]:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import HANG_GUARD_S
+from conftest import HANG_GUARD_S, built_once
 from helpers_inputs import run_recipe
 
 from wake2vec.errors import UserInputError
@@ -46,8 +47,10 @@ def test_every_selector_form_validates():
 
 @pytest.fixture(scope="module")
 def branched(tmp_path_factory) -> Path:
-    return run_recipe(RECIPE, tmp_path_factory.mktemp("branch") / "run", *SETTINGS,
-                      "--set", "phases[2].from='p1:regime=improving'")
+    def build(folder: Path) -> None:  # once per test session, shared by the xdist workers
+        run_recipe(RECIPE, folder / "run", *SETTINGS, "--set", "phases[2].from='p1:regime=improving'")
+
+    return built_once(tmp_path_factory, "branch-run", build) / "run"
 
 
 @pytest.mark.slow
@@ -97,7 +100,13 @@ def test_parents_and_lineage_follow_from():
 
 @pytest.fixture(scope="module")
 def two_branches(tmp_path_factory) -> Path:
-    return run_recipe(BRANCHES, tmp_path_factory.mktemp("branches") / "run", *BRANCH_SETTINGS)
+    """Built once per test session and shared by the xdist workers: tests that write into the
+    run work on a copy."""
+
+    def build(folder: Path) -> None:
+        run_recipe(BRANCHES, folder / "run", *BRANCH_SETTINGS)
+
+    return built_once(tmp_path_factory, "two-branches", build) / "run"
 
 
 @pytest.mark.slow
@@ -159,11 +168,13 @@ def test_the_report_compares_the_branches(two_branches):
 
 
 @pytest.mark.slow
-def test_analyze_measures_each_branch_from_its_own_start(cli, two_branches):
-    result = cli("analyze", str(two_branches))
+def test_analyze_measures_each_branch_from_its_own_start(cli, two_branches, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(two_branches, copy)  # analyze rewrites the run it reads
+    result = cli("analyze", str(copy))
     assert result.exit_code == 0, result.output
     for folder, start in (("02-p2-best", "p1:best"), ("03-p2-last", "p1:last")):
-        drift = json.loads((two_branches / folder / "metrics.json").read_text())["analysis"]["drift"]
+        drift = json.loads((copy / folder / "metrics.json").read_text())["analysis"]["drift"]
         assert drift["before"] == start
 
 

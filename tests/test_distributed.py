@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import HANG_GUARD_S, RECIPES
+from conftest import HANG_GUARD_S, RECIPES, built_once
 
 pytestmark = pytest.mark.slow
 
@@ -112,11 +112,14 @@ def _timeless(rows: list[dict]) -> list[dict]:
 def runs(tmp_path_factory) -> tuple[Path, Path]:
     if not _gloo_available():
         pytest.skip("accelerate or torch.distributed with gloo is not available")
-    root = tmp_path_factory.mktemp("distributed")
-    single = _single(root / "single")  # also builds the demo model the launched run reuses
-    assert single.returncode == 0, single.stderr[-3000:]
-    launched = _launched(root / "two")
-    assert launched.returncode == 0, launched.stderr[-5000:]
+
+    def build(root: Path) -> None:  # once per test session, shared by the xdist workers
+        single = _single(root / "single")  # also builds the demo model the launched run reuses
+        assert single.returncode == 0, single.stderr[-3000:]
+        launched = _launched(root / "two")
+        assert launched.returncode == 0, launched.stderr[-5000:]
+
+    root = built_once(tmp_path_factory, "distributed", build)
     return root / "single", root / "two"
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import HANG_GUARD_S
+from conftest import HANG_GUARD_S, built_once
 from helpers_training import NEW_WORDS, corpus_text, inject, tiny_model, train_tokenizer
 
 from wake2vec.analysis.generation import MEASURES, mean_measures, measure, probe, words_of
@@ -147,9 +147,14 @@ def _run(out: Path, *extra: str) -> None:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("gen-runs")
-    _run(root / "probed")
-    _run(root / "unprobed", "--set", "analysis.generation.enabled=false")
+    """Two runs, built once per test session (the xdist workers share them; tests copy a run
+    before they change it)."""
+
+    def build(root: Path) -> None:
+        _run(root / "probed")
+        _run(root / "unprobed", "--set", "analysis.generation.enabled=false")
+
+    root = built_once(tmp_path_factory, "gen-runs", build)
     return root / "probed", root / "unprobed"
 
 

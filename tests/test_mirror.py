@@ -19,6 +19,7 @@ from wake2vec_plugins.observers.mirror import _make_folders, _try_sync, sync
 REPO = Path(__file__).resolve().parent.parent
 RECIPE = REPO / "recipes" / "three_phase.toml"
 SHORT = (
+    "--set", "phases[0].steps=30", "--set", "phases[0].eval_every=10",
     "--set", "phases[1].steps=2", "--set", "phases[2].steps=2",
     *(x for i in range(3) for x in ("--set", f"phases[{i}].warmup_steps=0")),
     "--set", "analysis.generation.enabled=false",
@@ -104,7 +105,8 @@ def test_a_run_is_mirrored_and_survives_its_mirror_vanishing(tmp_path):
     drive.mkdir()
     second = tmp_path / "runs" / "second"
     cmd[cmd.index(str(out))] = str(second)
-    proc = subprocess.Popen(cmd + ["--set", "phases[0].eval_every=5", "--set", "phases[0].save_every=5"],
+    proc = subprocess.Popen(cmd + ["--set", "phases[0].steps=15", "--set", "phases[0].eval_every=5",
+                                   "--set", "phases[0].save_every=5"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     pulled = threading.Event()
 

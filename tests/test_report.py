@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers_report import XSS_ENTRY, XSS_SAMPLE, XSS_WORD, fake_generation, make_report_run
+from helpers_report import XSS_ENTRY, XSS_SAMPLE, XSS_WORD, fake_generation, shared_report_run
 from markupsafe import escape
 
 from wake2vec.analysis.curves import curves_figure
@@ -24,7 +24,7 @@ SECTIONS = ("summary", "injection", "curves", "geometry", "neighbours", "generat
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
-    return make_report_run(tmp_path_factory.mktemp("report"))
+    return shared_report_run(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers_report import XSS_ENTRY, XSS_SAMPLE, make_report_run
+from helpers_report import XSS_ENTRY, XSS_SAMPLE, shared_report_run
 
 # window.alert/confirm/prompt recorded instead of shown, installed before any page script runs
 RECORD_DIALOGS = (
@@ -70,7 +70,7 @@ def browser():
 
 @pytest.fixture(scope="module")
 def opened(browser, tmp_path_factory):
-    run = make_report_run(tmp_path_factory.mktemp("browser"))
+    run = shared_report_run(tmp_path_factory)
     browser.get((run / "report.html").as_uri())
     return browser, run
 

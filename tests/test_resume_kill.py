@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import HANG_GUARD_S, RECIPES
+from conftest import HANG_GUARD_S, RECIPES, built_once
 from helpers_inputs import plugin_site
 
 pytestmark = pytest.mark.slow
@@ -64,10 +64,13 @@ def _tensors(path: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory, killer_path) -> Path:
-    out = tmp_path_factory.mktemp("straight") / "run"
-    proc = _run(out, killer_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return out
+    """The run never killed, built once per test session (the xdist workers share it)."""
+
+    def build(folder: Path) -> None:
+        proc = _run(folder / "run", killer_path)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+
+    return built_once(tmp_path_factory, "uninterrupted", build) / "run"
 
 
 @pytest.mark.parametrize("kill", [

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import HANG_GUARD_S
+from conftest import HANG_GUARD_S, built_once
 
 from wake2vec.rundir.reading import read_jsonl
 from wake2vec.rundir.status import run_status
@@ -49,16 +49,18 @@ def runs(tmp_path_factory) -> tuple[Path, Path]:
     """Two short demo runs made once, side by side: the second with a byte-level tokenizer of a
     smaller vocabulary (the first is SentencePiece-style). Built in parallel: they share nothing
     but the CPU."""
-    root = tmp_path_factory.mktemp("runs")
-    first, second = root / "demo", root / "small-vocab"
-    a = _run(first, *SHORT)
-    b = _run(
-        second, *SHORT, "--set", "model.params.vocab_size=800", "--set", "run.name=small-vocab",
-        "--set", "model.params.tokenizer=byte-level",
-    )
-    _finish(a)
-    _finish(b)
-    return first, second
+
+    def build(root: Path) -> None:  # once per test session, shared by the xdist workers
+        a = _run(root / "demo", *SHORT)
+        b = _run(
+            root / "small-vocab", *SHORT, "--set", "model.params.vocab_size=800",
+            "--set", "run.name=small-vocab", "--set", "model.params.tokenizer=byte-level",
+        )
+        _finish(a)
+        _finish(b)
+
+    root = built_once(tmp_path_factory, "status-runs", build)
+    return root / "demo", root / "small-vocab"
 
 
 def _status_json(cli, *paths: Path) -> list[dict]:

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import built_once
 from helpers_inputs import run_recipe, set_args
 from safetensors.torch import load_file
 
@@ -20,7 +21,11 @@ def run_dir(tmp_path_factory) -> Path:
                 "phases[2].steps=6", "phases[2].snapshot_every=3", "phases[2].snapshot_rows=150",
                 "phases[1].snapshot_every=1", "analysis.generation.enabled=false",
                 "analysis.metrics=['drift']", *(f"phases[{i}].warmup_steps=0" for i in range(3))]
-    return run_recipe(RECIPE, tmp_path_factory.mktemp("trajectory") / "run", *set_args(*settings))
+
+    def build(folder: Path) -> None:  # once per test session, shared by the xdist workers
+        run_recipe(RECIPE, folder / "run", *set_args(*settings))
+
+    return built_once(tmp_path_factory, "trajectory-run", build) / "run"
 
 
 @pytest.mark.slow
