@@ -298,7 +298,6 @@ def _chain(out: Path, site: Path, plan: list[str]) -> tuple[list[dict], int]:
     return fired, partial
 
 
-@pytest.mark.slow
 def test_sigkill_anywhere_then_resume_is_bit_identical(tmp_path, fault_site, reference):
     plans = _kill_plan(seed=8, chains=2, per_chain=10)
     outs = [tmp_path / f"chain{i}" for i in range(len(plans))]
@@ -319,7 +318,6 @@ def test_sigkill_anywhere_then_resume_is_bit_identical(tmp_path, fault_site, ref
         _assert_same_training(out, reference)
 
 
-@pytest.mark.slow
 def test_a_second_resume_is_refused_by_the_lock_and_the_first_completes(
     tmp_path, fault_site, reference
 ):
