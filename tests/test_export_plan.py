@@ -4,7 +4,7 @@ out by risk, and the measurement's counting."""
 
 from __future__ import annotations
 
-from wake2vec.export.llama_gguf import MARKER, read_forms, scores_from_merges
+from wake2vec.export.llama_gguf import MARKER, _english, read_forms, scores_from_merges
 from wake2vec.export.measure import measure
 from wake2vec.export.plan import (
     BARE,
@@ -71,6 +71,14 @@ def test_uniform_sentencepiece_scores_are_rebuilt_from_the_merges_in_their_order
     assert scores_from_merges(rebuilt, state) is None  # scores of its own are kept
     assert scores_from_merges(facts, {"model": {"type": "Unigram"}}) is None
     assert scores_from_merges(_bpe(tokens, ["t h"]), state) is None  # byte-level BPE
+
+
+def test_the_risk_probe_holds_contractions():
+    """Real English is full of "don't" and "doesn't": a chain's piece "'t" would fire in each."""
+    words = dict(_english())
+    assert words["don't"] > words["Don't"] > 0
+    assert words["doesn't"] > 0 and words["the"] > words["don't"]
+    assert "don't's" not in words and "'s" not in words
 
 
 class _Risk:

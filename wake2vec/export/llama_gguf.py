@@ -250,14 +250,16 @@ def plan_export(base_vocab: Path, forms: list[Form], rows: int, risk_limit: floa
 
 
 def _english() -> list[tuple[str, float]]:
-    """The commonest English words with their frequencies (wordfreq), also capitalised (a
+    """The commonest English words with their frequencies (wordfreq), contractions among them
+    ("don't", "you're": a chain's piece "'t" would fire in every one), also capitalised (a
     tenth as often) and possessive (a hundredth)."""
     from wordfreq import top_n_list, word_frequency
 
-    words = [w for w in top_n_list("en", PROBE_WORDS) if w.isalpha()]
+    words = [w for w in top_n_list("en", PROBE_WORDS)
+             if w.replace("'", "").isalpha() and w[0] != "'"]
     weighted = [(w, word_frequency(w, "en")) for w in words]
     return (weighted + [(w.capitalize(), f / 10) for w, f in weighted]
-            + [(w + "'s", f / 100) for w, f in weighted[:10_000]])
+            + [(w + "'s", f / 100) for w, f in weighted[:10_000] if w.isalpha()])
 
 
 def report_path(out: Path) -> Path:
