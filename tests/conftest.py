@@ -11,6 +11,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+# One torch thread per test process (unless the caller sets it): ``-n 2`` runs two workers on
+# two cores, and each with torch's default of a thread per core oversubscribes them (the
+# OpenMP threads spin while they wait; the slow suite ran a fifth slower). Subprocesses
+# inherit it; torch reads it when it is first imported, after this file.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 REPO = Path(__file__).resolve().parent.parent
 # a subprocess that takes longer than this has hung: a guard, never the thing a test asserts
 # (a busy machine may take many times the usual time; no test may fail because of that)
