@@ -3,9 +3,10 @@
 ``wake2vec.testing.lexicon_text``, then 0.5 MB of English, ``english_text``), one P1 step, then
 ``wake2vec export`` to f16; prints the export's table (README, "Export to llama.cpp").
 ``--model llama2`` does the same on a random-weight stand-in with the real Llama-2 tokenizer
-file (SentencePiece, llama.cpp's ``llama`` vocabulary type).
+file (SentencePiece, llama.cpp's ``llama`` vocabulary type); ``--model llama3`` with the real
+Llama-3.2 file (byte-level BPE, pre-tokenizer ``llama-bpe``: llama.cpp takes whole chunks).
 
-    python benchmarks/export_book.py [--model smollm2|llama2] [--workdir DIR] [--risk-limit X]
+    python benchmarks/export_book.py [--model smollm2|llama2|llama3] [--workdir DIR] [--risk-limit X]
 
 Needs the test assets (``python -m wake2vec.testing fetch``) and llama-cpp-python. Takes about
 6 minutes on 2 cores (the run about 3, the export about 2).
@@ -23,6 +24,8 @@ import time
 from pathlib import Path
 
 LEXICON = Path(__file__).resolve().parents[2] / "shared" / "data" / "wake_lexicon.txt"
+# --model: random-weight stand-ins (wake2vec.testing.REAL_STAND_INS key, real tokenizer file)
+STAND_INS = {"llama2": ("llama", "llama2"), "llama3": ("llama-3", "llama3_2")}
 
 RECIPE = """\
 [run]
@@ -70,7 +73,7 @@ def main() -> int:
     )
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", choices=("smollm2", "llama2"), default="smollm2")
+    parser.add_argument("--model", choices=("smollm2", *STAND_INS), default="smollm2")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--lexicon", type=Path, default=LEXICON)
     parser.add_argument("--risk-limit", default=None)
@@ -79,13 +82,15 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     words = args.lexicon.read_text(encoding="utf-8").split()
     corpus = work / "book.txt"
-    corpus.write_text(lexicon_text(words, 1_500_000, seed=1) + english_text(500_000, seed=2),
-                      encoding="utf-8")
+    if not corpus.is_file():  # seeded: a later call in the same --workdir reads the same text
+        corpus.write_text(lexicon_text(words, 1_500_000, seed=1) + english_text(500_000, seed=2),
+                          encoding="utf-8")
     recipe = work / "recipe.toml"
-    if args.model == "llama2":
-        model = work / "llama2-stand-in"
+    if args.model in STAND_INS:
+        key, tokenizer = STAND_INS[args.model]
+        model = work / f"{args.model}-stand-in"
         if not (model / "config.json").is_file():
-            build_real_stand_in(model, "llama", real_tokenizer_dir("llama2"))
+            build_real_stand_in(model, key, real_tokenizer_dir(tokenizer))
     else:
         model = smollm2_gguf()
     recipe.write_text(RECIPE.format(model=model.as_posix(), corpus=corpus.as_posix(),

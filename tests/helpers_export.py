@@ -1,12 +1,74 @@
-"""Checks of an exported GGUF in llama.cpp itself (llama-cpp-python, vocabulary only)."""
+"""Checks of an exported GGUF in llama.cpp itself (llama-cpp-python, vocabulary only), and the
+stand-in runs the export tests build."""
 
 from __future__ import annotations
 
+import json
 import os
 from collections import Counter
 from pathlib import Path
 
 import pytest
+
+STAND_IN_RECIPE = """\
+[run]
+name = "{name}"
+seed = 5
+
+[model]
+name = "{model}"
+
+[data]
+corpus = "{corpus}"
+lexicon = "{lexicon}"
+seq_len = 32
+validation_fraction = 0.1
+
+[[phases]]
+name = "p1"
+strategy = "embed-only"
+steps = 2
+learning_rate = 1e-2
+batch_size = 2
+eval_batches = 1
+
+[analysis]
+metrics = []
+baselines = false
+
+[report]
+html = false
+"""
+
+
+def export_stand_in(root: Path, key: str, tokenizer: Path, name: str, *export_args: str) -> str:
+    """In ``root``: a random-weight stand-in (``REAL_STAND_INS[key]``) with a real tokenizer
+    file in ``base``, a two-step P1 ``run`` on the demo corpus plus English, its export
+    ``NAME.gguf`` (f32) and the base model's own ``base.gguf``; returns the export's output."""
+    from click.testing import CliRunner
+    from conftest import DATA
+
+    from wake2vec.cli import cli
+    from wake2vec.export.runtime import convert
+    from wake2vec.testing import build_real_stand_in, english_text
+
+    tree = need_converter()
+    base = build_real_stand_in(root / "base", key, tokenizer)
+    text = (DATA / "demo_corpus.txt").read_text(encoding="utf-8")[:40_000]
+    (root / "corpus.txt").write_text(text + "\n" + english_text(20_000, seed=4), encoding="utf-8")
+    recipe = root / "recipe.toml"
+    recipe.write_text(STAND_IN_RECIPE.format(name=name, model=base.as_posix(),
+                                             corpus=(root / "corpus.txt").as_posix(),
+                                             lexicon=(DATA / "demo_lexicon.txt").as_posix()),
+                      encoding="utf-8")
+    result = CliRunner().invoke(cli, ["run", str(recipe), "--output-dir", str(root / "run")])
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(cli, ["export", str(root / "run"), "--gguf",
+                                      str(root / f"{name}.gguf"), "--outtype", "f32",
+                                      *export_args])
+    assert result.exit_code == 0, result.output
+    convert(base, root / "base.gguf", "f32", tree)
+    return result.output
 
 
 def need_llama_cpp():
@@ -38,6 +100,23 @@ def need_converter() -> Path:
         pytest.skip(str(exc))
     os.environ[TREE_ENV] = str(tree)
     return tree
+
+
+def new_ids(run: Path) -> set[int]:
+    """The ids the run added (its ``injection.json``)."""
+    injection = json.loads((run / "injection.json").read_text(encoding="utf-8"))
+    first = injection["embedding"]["rows_before"]
+    return set(range(first, first + injection["added"]["ids"]))
+
+
+def left_out(gguf_path: Path) -> set[int]:
+    """The run's ids an export left out (named ``[wake2vec-unexported-ID]`` in its GGUF)."""
+    import gguf
+
+    from wake2vec.export.llama_gguf import UNEXPORTED
+
+    field = gguf.GGUFReader(str(gguf_path)).fields[gguf.Keys.Tokenizer.LIST]
+    return {i for i, token in enumerate(field.contents()) if token.startswith(UNEXPORTED)}
 
 
 def llama_tokenize(path: Path):

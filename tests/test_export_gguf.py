@@ -11,46 +11,18 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import DATA, built_once
+from conftest import built_once
 from helpers_export import (
     differing_lines,
+    export_stand_in,
+    left_out,
     lines_unlike_transformers,
-    need_converter,
     need_llama_cpp,
     new_id_gaps,
+    new_ids,
 )
 
 pytestmark = pytest.mark.slow
-
-RECIPE = """\
-[run]
-name = "llama2-export"
-seed = 5
-
-[model]
-name = "{model}"
-
-[data]
-corpus = "{corpus}"
-lexicon = "{lexicon}"
-seq_len = 32
-validation_fraction = 0.1
-
-[[phases]]
-name = "p1"
-strategy = "embed-only"
-steps = 2
-learning_rate = 1e-2
-batch_size = 2
-eval_batches = 1
-
-[analysis]
-metrics = []
-baselines = false
-
-[report]
-html = false
-"""
 
 ENGLISH = [
     "The river ran past the church, and the shore came back to the bay.",
@@ -62,33 +34,12 @@ ENGLISH = [
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, real_tokenizer) -> dict:
     """The run and its export, built once per test session (the xdist workers share them)."""
-    from click.testing import CliRunner
-
-    from wake2vec.cli import cli
-    from wake2vec.export.runtime import convert
-    from wake2vec.testing import build_real_stand_in, english_text
-
     need_llama_cpp()
-    tree = need_converter()
     tokenizer = real_tokenizer("llama2")
 
     def build(root: Path) -> None:
-        base = build_real_stand_in(root / "base", "llama", tokenizer)
-        text = (DATA / "demo_corpus.txt").read_text(encoding="utf-8")[:40_000]
-        (root / "corpus.txt").write_text(text + "\n" + english_text(20_000, seed=4),
-                                         encoding="utf-8")
-        recipe = root / "recipe.toml"
-        recipe.write_text(RECIPE.format(model=base.as_posix(),
-                                        corpus=(root / "corpus.txt").as_posix(),
-                                        lexicon=(DATA / "demo_lexicon.txt").as_posix()),
-                          encoding="utf-8")
-        result = CliRunner().invoke(cli, ["run", str(recipe), "--output-dir", str(root / "run")])
-        assert result.exit_code == 0, result.output
-        result = CliRunner().invoke(cli, ["export", str(root / "run"), "--gguf",
-                                          str(root / "llama2.gguf"), "--outtype", "f32"])
-        assert result.exit_code == 0, result.output
-        (root / "output.txt").write_text(result.output, encoding="utf-8")
-        convert(base, root / "base.gguf", "f32", tree)
+        output = export_stand_in(root, "llama", tokenizer, "llama2")
+        (root / "output.txt").write_text(output, encoding="utf-8")
 
     root = built_once(tmp_path_factory, "llama2-export", build)
     return {"run": root / "run", "gguf": root / "llama2.gguf", "base": root / "base.gguf",
@@ -97,31 +48,16 @@ def exported(tmp_path_factory, real_tokenizer) -> dict:
             "output": (root / "output.txt").read_text(encoding="utf-8")}
 
 
-def _left_out(gguf_path: Path) -> set[int]:
-    """The run's ids the export left out (named ``[wake2vec-unexported-ID]`` in the GGUF)."""
-    import gguf
-
-    field = gguf.GGUFReader(str(gguf_path)).fields[gguf.Keys.Tokenizer.LIST]
-    return {i for i, token in enumerate(field.contents())
-            if token.startswith("[wake2vec-unexported-")}
-
-
-def _new_ids(run: Path) -> set[int]:
-    injection = json.loads((run / "injection.json").read_text(encoding="utf-8"))
-    first = injection["embedding"]["rows_before"]
-    return set(range(first, first + injection["added"]["ids"]))
-
-
 def test_every_lexicon_word_of_the_text_is_its_trained_id_in_llama_cpp(exported):
     """Every form the export keeps; with the Llama-2 scores a few forms ("nigher": its joins
     would also fire in "nigel") are left out under the default --risk-limit, and the report
     counts them."""
-    new_ids, left_out = _new_ids(exported["run"]), _left_out(exported["gguf"])
+    added, dropped = new_ids(exported["run"]), left_out(exported["gguf"])
     report = json.loads(exported["gguf"].with_name("llama2.export.json").read_text("utf-8"))
-    assert len(left_out) == report["forms"][""] < len(new_ids) / 100
+    assert len(dropped) == report["forms"][""] < len(added) / 100
     lines = exported["corpus"].read_text(encoding="utf-8").splitlines()
     total, gaps = new_id_gaps(exported["run"] / "final" / "model" / "tokenizer.json",
-                              exported["gguf"], lines, new_ids - left_out)
+                              exported["gguf"], lines, added - dropped)
     assert total > 1000
     assert gaps == []
 
@@ -156,7 +92,7 @@ def test_below_the_coverage_asked_for_nothing_is_written(exported, tmp_path):
 
     # a text of the words the export leaves out: none of them gets its trained id
     run_tok = Tokenizer.from_file(str(exported["run"] / "final" / "model" / "tokenizer.json"))
-    words = {run_tok.id_to_token(i).strip(" \u2581\ufdd0") for i in _left_out(exported["gguf"])}
+    words = {run_tok.id_to_token(i).strip(" \u2581\ufdd0") for i in left_out(exported["gguf"])}
     assert words
     text = tmp_path / "text.txt"
     text.write_text("".join(f"and {w} went\n" for w in sorted(words)), encoding="utf-8")

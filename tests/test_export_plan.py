@@ -11,6 +11,7 @@ from wake2vec.export.plan import (
     MERGES,
     SPACE,
     USER_DEFINED,
+    WHOLE,
     Form,
     Plan,
     VocabFacts,
@@ -136,6 +137,34 @@ def test_risky_forms_are_left_out_with_the_reason():
     assert kept == 0.0
     assert "fire in ordinary words" in dav.reason and river.reason == ""
     assert clitic.how == "" and "inside other words" in clitic.reason
+
+
+def test_where_llama_cpp_takes_whole_chunks_a_form_needs_no_merge():
+    tokens = ["Ġd", "av", "d", "Ġriver", "run", "river"]
+    risk = _Risk({(0, 1): 3e-5, (2, 1): 3e-5})  # "Ġdav" / "dav" fire inside "davis"
+
+    def forms() -> list[Form]:
+        return [Form("dav", SPACE, 10, pieces=[0, 1], text="Ġdav"),
+                Form("dav", BARE, 11, pieces=[2, 1], text="dav"),
+                Form("riverrun", SPACE, 12, pieces=[3, 4], text="Ġriverrun"),
+                Form("riverrun", BARE, 13, pieces=[5, 4], text="riverrun")]
+
+    llama3 = VocabFacts("gpt2", tokens, [1] * len(tokens), [], [], pre="llama-bpe")
+    assert llama3.whole_chunks
+    planned = forms()
+    assert choose(llama3, planned, risk, 1e-5) == 0.0
+    plan = plan_forms(llama3, planned, first_piece_id=20, risk=risk)
+    assert [f.how for f in planned] == [WHOLE] * 4  # "dav" too: no merge fires in "davis"
+    assert plan.merges == [] and plan.pieces == {}
+    assert plan.strings == {"Ġdav": 10, "dav": 11, "Ġriverrun": 12, "riverrun": 13}
+    # the same vocabulary read with merges only (SmolLM2's, Qwen2's pre-tokenizer types)
+    smollm = VocabFacts("gpt2", tokens, [1] * len(tokens), [], [], pre="smollm")
+    assert not smollm.whole_chunks
+    planned = forms()
+    choose(smollm, planned, risk, 1e-5)
+    plan = plan_forms(smollm, planned, first_piece_id=20, risk=risk)
+    assert [f.how for f in planned] == ["", "", MERGES, MERGES]
+    assert sorted(plan.merges) == ["river run", "Ġriver run"]
 
 
 def test_measure_counts_coverage_spurious_ids_and_lines_like_the_base():

@@ -202,14 +202,11 @@ def exported(run, tmp_path_factory) -> Path:
 def test_the_exported_gguf_keeps_every_lexicon_word_as_its_trained_id_in_llama_cpp(run, exported):
     """The byte-level case of the export (see also tests/test_export_gguf.py): llama.cpp
     tokenises each lexicon word, in every context, to the id the run trained."""
-    from helpers_export import new_id_gaps
+    from helpers_export import new_id_gaps, new_ids
 
-    injection = _json(run / "injection.json")
-    first = injection["embedding"]["rows_before"]
-    new_ids = set(range(first, first + injection["added"]["ids"]))
     words = (DATA / "demo_lexicon.txt").read_text(encoding="utf-8").split()
     total, gaps = new_id_gaps(run / "final" / "model" / "tokenizer.json", exported,
-                              lexicon_lines(words), new_ids)
+                              lexicon_lines(words), new_ids(run))
     assert total == 5 * len(words)
     assert gaps == []
 

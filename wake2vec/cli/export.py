@@ -36,7 +36,8 @@ def export(run_dir: Path, out: Path, outtype: str, min_coverage: float, risk_lim
 
     \b
     The words enter llama.cpp's own tokenizer (vocabulary entries and merges for byte-level
-    BPE, pieces and scores for SentencePiece) on the run's ids; the export then tokenises
+    BPE, entries alone where llama.cpp looks chunks up whole, as for Llama-3; pieces and
+    scores for SentencePiece) on the run's ids; the export then tokenises
     the text in llama.cpp and prints coverage of the lexicon occurrences, spurious new ids by
     cause and lines without lexicon words against the base model, and writes that table beside
     the GGUF (NAME.export.json). Below --min-coverage it writes no GGUF and exits 2.

@@ -29,6 +29,7 @@ from wake2vec.export.plan import (
     MERGES,
     SPACE,
     USER_DEFINED,
+    WHOLE,
     Form,
     Plan,
     Risk,
@@ -45,6 +46,8 @@ MARKER = "\ufdd0"  # the whole-word injector's marker
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                    "tokenizer.model")
 NORMAL, UNUSED_TYPE, USER_TYPE = 1, 5, 4  # llama.cpp token types
+# a left-out form's id is named ``[wake2vec-unexported-ID]`` (an unused token in llama.cpp)
+UNEXPORTED = "[wake2vec-unexported-"
 
 
 class ExportRefused(UserInputError):
@@ -105,7 +108,8 @@ def read_facts(path: Path) -> tuple[VocabFacts, Any]:
     facts = VocabFacts(model=get(gguf.Keys.Tokenizer.MODEL), tokens=get(gguf.Keys.Tokenizer.LIST),
                        types=get(gguf.Keys.Tokenizer.TOKEN_TYPE, []),
                        scores=get(gguf.Keys.Tokenizer.SCORES, []),
-                       merges=get(gguf.Keys.Tokenizer.MERGES, []))
+                       merges=get(gguf.Keys.Tokenizer.MERGES, []),
+                       pre=get(gguf.Keys.Tokenizer.PRE, "") or "")
     if facts.model not in ("gpt2", "llama"):
         raise UserInputError(f"llama.cpp's converter made a {facts.model!r} vocabulary; wake2vec "
                              "exports words into 'gpt2' (byte-level BPE) and 'llama' "
@@ -140,12 +144,12 @@ def edited_keys(facts: VocabFacts, plan: Plan, rows: int) -> dict[str, Any]:
     floor = min(facts.scores, default=0.0) - 1.0
     scores = list(facts.scores) + [floor] * (total - len(facts.scores)) if facts.scores else []
     for f in plan.forms:
-        if f.how == MERGES:
+        if f.how in (MERGES, WHOLE):
             tokens[f.id], types[f.id] = f.text, NORMAL
         elif f.how == USER_DEFINED:
             tokens[f.id], types[f.id] = f.raw, USER_TYPE
         else:
-            tokens[f.id], types[f.id] = f"[wake2vec-unexported-{f.id}]", UNUSED_TYPE
+            tokens[f.id], types[f.id] = f"{UNEXPORTED}{f.id}]", UNUSED_TYPE
     for text, i in plan.strings.items():
         if i in plan.pieces:
             tokens[i], types[i] = text, NORMAL
@@ -217,7 +221,8 @@ def reasons(plan: Plan) -> dict[str, Any]:
 
 def counts(plan: Plan) -> dict[str, int]:
     found = Counter(f.how for f in plan.forms)
-    return {MERGES: found[MERGES], USER_DEFINED: found[USER_DEFINED], "": found[""],
+    return {WHOLE: found[WHOLE], MERGES: found[MERGES], USER_DEFINED: found[USER_DEFINED],
+            "": found[""],
             "pieces": len(plan.pieces)}
 
 

@@ -8,12 +8,13 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from wake2vec.export.plan import MERGES, USER_DEFINED, Plan
+from wake2vec.export.plan import MERGES, USER_DEFINED, WHOLE, Plan
 
 CAUSES = {
     "piece": "a chain's intermediate piece left inside a longer word",
     MERGES: "a word's chain completed inside a longer word",
     USER_DEFINED: "a user-defined token matched inside other text",
+    WHOLE: "a whole-chunk word where the run's tokenizer has none",
 }
 SAMPLE = 8
 
@@ -87,8 +88,9 @@ def table(result: dict[str, Any], forms: dict[str, int]) -> list[tuple[str, str]
     """The figures a person reads, as (label, value) rows."""
     by_cause = result["spurious_by_cause"]
     rows = [
-        ("forms exported (merges / user-defined / not)",
-         f"{forms.get(MERGES, 0)} / {forms.get(USER_DEFINED, 0)} / {forms.get('', 0)}"),
+        ("forms exported (whole chunks / merges / user-defined / not)",
+         f"{forms.get(WHOLE, 0)} / {forms.get(MERGES, 0)} / {forms.get(USER_DEFINED, 0)} / "
+         f"{forms.get('', 0)}"),
         ("intermediate pieces added", str(forms.get("pieces", 0))),
         ("lines measured", f"{result['lines']:,} ({result['words']:,} words)"),
         ("lexicon occurrences covered",

@@ -18,6 +18,12 @@ further. A chain over n pieces needs n - 2 intermediate strings ("pieces"); they
 after the model's rows, and rows that are the mean of the rows they join. Forms are planned
 shortest first; a later chain never breaks an earlier one (it ranks after it).
 
+Where llama.cpp looks each pre-tokenizer chunk up whole before it merges anything (the
+byte-level pre-tokenizer types of ``WHOLE_CHUNK_PRE``: Llama-3 among them), a form needs no
+merge: after a space, at a line start or after two marks it is a chunk of its own, and its
+string alone makes it one id there and nowhere else, so it cannot fire inside a longer word.
+After a single mark, which that pre-tokenizer glues to the word, it is not reached.
+
 What merges cannot express is left to llama.cpp's user-defined tokens, matched verbatim in the
 raw text (byte-level only: a word the pre-tokenizer splits, such as "magrath's"), or reported
 as not exported with the reason (the base vocabulary already holds the form as one token; a
@@ -30,7 +36,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 SPACE, BARE = "space", "bare"
-MERGES, USER_DEFINED = "merges", "user-defined"
+MERGES, USER_DEFINED, WHOLE = "merges", "user-defined", "whole-chunk"
+# the pre-tokenizer types for which llama.cpp (llama-cpp-python 0.3.36's llama-vocab.cpp) takes a
+# chunk that is a vocabulary string whole, before any merge (Hugging Face's ``ignore_merges``)
+WHOLE_CHUNK_PRE = frozenset({
+    "llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral", "midm-2.0", "lfm2",
+    "jina-v5-nano", "minicpm5", "youtu", "glm4", "glm5", "tekken", "granite-embed-multi-97m"})
 CONTEXT = {SPACE: ("a", " "), BARE: ("\n", "")}  # (text before, joiner) selecting each form
 
 
@@ -41,7 +52,7 @@ class Form:
     id: int  # the id the run trained
     pieces: list[int] = field(default_factory=list)  # llama.cpp's base ids in context
     text: str = ""  # the new vocabulary string (pieces' strings joined)
-    how: str = ""  # MERGES | USER_DEFINED | "" (not exported)
+    how: str = ""  # MERGES | WHOLE | USER_DEFINED | "" (not exported)
     reason: str = ""  # why not exported, or why user-defined
 
     @property
@@ -59,6 +70,12 @@ class VocabFacts:
     types: list[int]
     scores: list[float]  # empty for BPE
     merges: list[str]  # "a b", empty for SentencePiece
+    pre: str = ""  # llama.cpp's pre-tokenizer type (``tokenizer.ggml.pre``)
+
+    @property
+    def whole_chunks(self) -> bool:
+        """llama.cpp takes a chunk that is a vocabulary string whole, before merging."""
+        return self.model == "gpt2" and self.pre in WHOLE_CHUNK_PRE
 
 
 @dataclass
@@ -147,7 +164,8 @@ def plan_forms(facts: VocabFacts, forms: list[Form], first_piece_id: int,
     rule = _Rule(facts)
     plan = Plan(forms=forms)
     made: dict[str, Form] = {}  # every string a committed join makes -> the form it serves
-    for f in sorted((f for f in forms if f.pieces and not f.reason), key=lambda f: len(f.pieces)):
+    chained = (f for f in forms if f.pieces and not f.reason and f.how != WHOLE)
+    for f in sorted(chained, key=lambda f: len(f.pieces)):
         strings = [facts.tokens[p] for p in f.pieces]
         nodes, _ = _tree(f.pieces, strings, risk)
         current = _join(strings, rule.priority)
@@ -166,7 +184,7 @@ def plan_forms(facts: VocabFacts, forms: list[Form], first_piece_id: int,
         rule.commit(plan)
         f.how = MERGES
     for f in forms:
-        if f.how == MERGES:
+        if f.how in (MERGES, WHOLE):
             plan.strings[f.text] = f.id
     for text, f in made.items():  # intermediates: new ids after the model's rows
         if text not in rule.vocab and text not in plan.strings:
@@ -260,7 +278,8 @@ def choose(facts: VocabFacts, forms: list[Form], risk: Risk, limit: float,
     cost more than it gives); a bare user-defined token likewise, by how often ordinary words
     end in the letters it starts with ("r's" inside "founter's"). A form whose joins are risky
     but whose whole text seldom stands inside other words (and inside no other lexicon word)
-    becomes a user-defined token instead. Returns the risk kept."""
+    becomes a user-defined token instead. Where llama.cpp takes whole chunks, a form is one
+    (``WHOLE``, no risk). Returns the risk kept."""
     inner = _lexicon_inner(lexicon or set())
     kept = 0.0
     for f in forms:
@@ -273,6 +292,13 @@ def choose(facts: VocabFacts, forms: list[Form], risk: Risk, limit: float,
                 f.reason = f"a user-defined token would match inside other words ({cost:.1e} per word)"
             else:
                 kept += cost
+        elif f.pieces and not f.reason and facts.whole_chunks:
+            # a chunk of its own after a space, at a line start, after two marks: looked up
+            # whole, never merged into, so no risk (after one mark, which the pre-tokenizer
+            # glues on and the base merges join to the first letters, "(in" and "\"w" being
+            # Llama-3 tokens, neither a chain nor this reaches it: only a user-defined token
+            # would, and llama.cpp scans every one of those for every stretch of text)
+            f.how = WHOLE
         elif f.pieces and not f.reason:
             _, tree = _tree(f.pieces, [facts.tokens[p] for p in f.pieces], risk)
             cost = risk.inside(tuple(f.pieces)) + tree
@@ -290,7 +316,7 @@ def choose(facts: VocabFacts, forms: list[Form], risk: Risk, limit: float,
     # form has to be one too (the longer token matches first)
     bare_verbatim = {f.word for f in forms if f.form == BARE and f.how == USER_DEFINED}
     for f in forms:
-        if f.form == SPACE and f.pieces and not f.reason and f.word in bare_verbatim:
+        if f.form == SPACE and f.pieces and not f.reason and f.word in bare_verbatim:  # WHOLE too
             f.pieces, f.how = [], USER_DEFINED
             f.reason = "its bare form is a user-defined token"
     return kept
