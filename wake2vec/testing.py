@@ -406,15 +406,17 @@ def llama_cpp_wheels() -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m wake2vec.testing fetch [NAME ...]``: fetch the real tokenizers (all by
-    default), with ``smollm2`` among the names or none given the SmolLM2 GGUF, and with
-    ``llama-cpp`` (or none given) llama-cpp-python's wheel, built once, and llama.cpp's
-    converter."""
+    default; ``tokenizers`` names them all), with ``smollm2`` among the names or none given the
+    SmolLM2 GGUF, and with ``llama-cpp`` (or none given) llama-cpp-python's wheel, built once,
+    and llama.cpp's converter."""
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] != "fetch":
         print("usage: python -m wake2vec.testing fetch ["
-              + " | ".join([*REAL_TOKENIZERS, "smollm2", "llama-cpp"]) + " ...]", file=sys.stderr)
+              + " | ".join(["tokenizers", *REAL_TOKENIZERS, "smollm2", "llama-cpp"]) + " ...]",
+              file=sys.stderr)
         return 2
-    names = args[1:] or [*REAL_TOKENIZERS, "smollm2", "llama-cpp"]
+    names = [n for name in args[1:] or ["tokenizers", "smollm2", "llama-cpp"]
+             for n in (REAL_TOKENIZERS if name == "tokenizers" else [name])]
     failed = 0
     for name in names:
         try:
