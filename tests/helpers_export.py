@@ -7,6 +7,7 @@ import json
 import os
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -109,14 +110,22 @@ def new_ids(run: Path) -> set[int]:
     return set(range(first, first + injection["added"]["ids"]))
 
 
-def left_out(gguf_path: Path) -> set[int]:
-    """The run's ids an export left out (named ``[wake2vec-unexported-ID]`` in its GGUF)."""
+def tokenizer_keys(gguf_path: Path) -> dict[str, Any]:
+    """A GGUF's tokenizer keys (``tokenizer.ggml.pre``, ``.tokens``, ``.merges``, ...)."""
     import gguf
 
+    fields = gguf.GGUFReader(str(gguf_path)).fields
+    return {name: field.contents() for name, field in fields.items()
+            if name.startswith("tokenizer.ggml.")}
+
+
+def left_out(keys: dict[str, Any]) -> set[int]:
+    """The run's ids an export left out (named ``[wake2vec-unexported-ID]`` among the GGUF's
+    tokens; ``keys`` from ``tokenizer_keys``)."""
     from wake2vec.export.llama_gguf import UNEXPORTED
 
-    field = gguf.GGUFReader(str(gguf_path)).fields[gguf.Keys.Tokenizer.LIST]
-    return {i for i, token in enumerate(field.contents()) if token.startswith(UNEXPORTED)}
+    return {i for i, token in enumerate(keys["tokenizer.ggml.tokens"])
+            if token.startswith(UNEXPORTED)}
 
 
 def llama_tokenize(path: Path):
@@ -130,9 +139,9 @@ def llama_tokenize(path: Path):
 
 
 def new_id_gaps(run_tokenizer: Path, exported: Path, lines: list[str], new_ids: set[int]
-                ) -> tuple[int, list[str]]:
-    """Lexicon occurrences (new ids of the run's own tokenizer, line by line) and those
-    llama.cpp does not give the same id in the same line, with the line."""
+                ) -> tuple[int, list[tuple[str, Counter[int], Counter[int]]]]:
+    """Lexicon occurrences (new ids of the run's own tokenizer, line by line) and each line
+    where llama.cpp does not give the same new ids: (line, the run's, llama.cpp's)."""
     from tokenizers import Tokenizer
 
     run_tok = Tokenizer.from_file(str(run_tokenizer))
@@ -144,7 +153,7 @@ def new_id_gaps(run_tokenizer: Path, exported: Path, lines: list[str], new_ids: 
         have = Counter(i for i in tokenize("\n" + line) if i in new_ids)
         total += sum(want.values())
         if want != have:
-            gaps.append(f"{line!r}: run {dict(want)} llama.cpp {dict(have)}")
+            gaps.append((line, want, have))
     return total, gaps
 
 

@@ -20,6 +20,7 @@ from helpers_export import (
     need_llama_cpp,
     new_id_gaps,
     new_ids,
+    tokenizer_keys,
 )
 
 pytestmark = pytest.mark.slow
@@ -52,7 +53,7 @@ def test_every_lexicon_word_of_the_text_is_its_trained_id_in_llama_cpp(exported)
     """Every form the export keeps; with the Llama-2 scores a few forms ("nigher": its joins
     would also fire in "nigel") are left out under the default --risk-limit, and the report
     counts them."""
-    added, dropped = new_ids(exported["run"]), left_out(exported["gguf"])
+    added, dropped = new_ids(exported["run"]), left_out(tokenizer_keys(exported["gguf"]))
     report = json.loads(exported["gguf"].with_name("llama2.export.json").read_text("utf-8"))
     assert len(dropped) == report["forms"][""] < len(added) / 100
     lines = exported["corpus"].read_text(encoding="utf-8").splitlines()
@@ -92,7 +93,7 @@ def test_below_the_coverage_asked_for_nothing_is_written(exported, tmp_path):
 
     # a text of the words the export leaves out: none of them gets its trained id
     run_tok = Tokenizer.from_file(str(exported["run"] / "final" / "model" / "tokenizer.json"))
-    words = {run_tok.id_to_token(i).strip(" \u2581\ufdd0") for i in left_out(exported["gguf"])}
+    words = {run_tok.id_to_token(i).strip(" \u2581\ufdd0") for i in left_out(tokenizer_keys(exported["gguf"]))}
     assert words
     text = tmp_path / "text.txt"
     text.write_text("".join(f"and {w} went\n" for w in sorted(words)), encoding="utf-8")

@@ -14,6 +14,7 @@ from wake2vec.export.plan import (
     WHOLE,
     Form,
     Plan,
+    Risk,
     VocabFacts,
     _join,
     _tree,
@@ -165,6 +166,21 @@ def test_where_llama_cpp_takes_whole_chunks_a_form_needs_no_merge():
     plan = plan_forms(smollm, planned, first_piece_id=20, risk=risk)
     assert [f.how for f in planned] == ["", "", MERGES, MERGES]
     assert sorted(plan.merges) == ["river run", "Ġriver run"]
+
+
+def test_where_llama_cpp_takes_whole_chunks_the_risk_probe_tokenises_nothing():
+    """No join is added there, so the probe needs no tokenizer; a bare user-defined token is
+    still judged by how often ordinary words end in the letters it starts with."""
+    risk = Risk(None, {}, [("founter", 1e-3), ("davis", 1e-3)])
+    assert not risk.whole and not risk.within
+    tokens = ["Ġd", "av", "d"]
+    llama3 = VocabFacts("gpt2", tokens, [1] * len(tokens), [], [], pre="llama-bpe")
+    dav = Form("dav", SPACE, 10, pieces=[0, 1], text="Ġdav")
+    clitic = Form("r's", BARE, 11, how=USER_DEFINED)  # inside "founter's"
+    odd = Form("z'x", BARE, 12, how=USER_DEFINED)  # no word ends in "z"
+    assert choose(llama3, [dav, clitic, odd], risk, 1e-6) == 0.0
+    assert dav.how == WHOLE and odd.how == USER_DEFINED
+    assert clitic.how == "" and "inside other words" in clitic.reason
 
 
 def test_measure_counts_coverage_spurious_ids_and_lines_like_the_base():

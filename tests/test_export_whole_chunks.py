@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -18,9 +17,10 @@ from helpers_export import (
     differing_lines,
     export_stand_in,
     left_out,
-    llama_tokenize,
     need_llama_cpp,
+    new_id_gaps,
     new_ids,
+    tokenizer_keys,
 )
 
 pytestmark = pytest.mark.slow
@@ -38,28 +38,20 @@ def exported(tmp_path_factory, real_tokenizer) -> dict:
     root = built_once(tmp_path_factory, "llama3-export", build)
     report = json.loads((root / "llama3.export.json").read_text(encoding="utf-8"))
     return {"run": root / "run", "gguf": root / "llama3.gguf", "base": root / "base.gguf",
-            "corpus": root / "corpus.txt", "report": report}
-
-
-def _tokenizer_keys(path: Path) -> tuple[str, list[str], list[str]]:
-    import gguf
-
-    fields = gguf.GGUFReader(str(path)).fields
-    return (fields[gguf.Keys.Tokenizer.PRE].contents(),
-            fields[gguf.Keys.Tokenizer.LIST].contents(),
-            fields[gguf.Keys.Tokenizer.MERGES].contents())
+            "corpus": root / "corpus.txt", "report": report,
+            "keys": tokenizer_keys(root / "llama3.gguf"), "added": new_ids(root / "run")}
 
 
 def test_the_words_enter_whole_with_no_merge(exported):
     """Each form's string alone makes it one id where it is a chunk of its own; not one merge
     or intermediate piece is added."""
-    pre, tokens, merges = _tokenizer_keys(exported["gguf"])
-    _, _, base_merges = _tokenizer_keys(exported["base"])
-    assert pre == "llama-bpe"
-    assert merges == base_merges
+    keys, added = exported["keys"], exported["added"]
+    assert keys["tokenizer.ggml.pre"] == "llama-bpe"
+    base = tokenizer_keys(exported["base"])
+    assert keys["tokenizer.ggml.merges"] == base["tokenizer.ggml.merges"]
     forms = exported["report"]["forms"]
     assert forms["merges"] == forms["pieces"] == 0
-    added = new_ids(exported["run"])
+    tokens = keys["tokenizer.ggml.tokens"]
     assert forms["whole-chunk"] + forms["user-defined"] + forms[""] == len(added)
     assert forms["whole-chunk"] > 0.8 * len(added)
     spaced = [tokens[i] for i in added if tokens[i].startswith("\u0120")]  # "Ġword"
@@ -82,17 +74,14 @@ def test_every_lexicon_word_of_the_text_is_its_trained_id_unless_glued_to_a_mark
     pre-tokenizer glues on; nothing else is missed, and nothing is spurious."""
     from tokenizers import Tokenizer
 
-    report = exported["report"]
-    added = new_ids(exported["run"])
-    assert report["forms"][""] == len(left_out(exported["gguf"])) < len(added) / 100
-    run_tok = Tokenizer.from_file(str(exported["run"] / "final" / "model" / "tokenizer.json"))
-    tokenize = llama_tokenize(exported["gguf"])
-    total = glued = 0
-    for line in exported["corpus"].read_text(encoding="utf-8").splitlines():
-        want = Counter(i for i in run_tok.encode("\n" + line, add_special_tokens=False).ids
-                       if i in added)
-        have = Counter(i for i in tokenize("\n" + line) if i in added)
-        total += sum(want.values())
+    report, added = exported["report"], exported["added"]
+    assert report["forms"][""] == len(left_out(exported["keys"])) < len(added) / 100
+    run_tokenizer = exported["run"] / "final" / "model" / "tokenizer.json"
+    run_tok = Tokenizer.from_file(str(run_tokenizer))
+    lines = exported["corpus"].read_text(encoding="utf-8").splitlines()
+    total, gaps = new_id_gaps(run_tokenizer, exported["gguf"], lines, added)
+    glued = 0
+    for line, want, have in gaps:
         assert not have - want, line  # nothing spurious
         for i, n in (want - have).items():
             token = run_tok.id_to_token(i)

@@ -234,7 +234,7 @@ def plan_export(base_vocab: Path, forms: list[Form], rows: int, risk_limit: floa
     vocab = runtime.LlamaVocab(base_vocab)
     prefix, found = _in_context(vocab, forms)
     screen(facts, forms, prefix, found)
-    risk = Risk(vocab.tokenize, prefix, _english())
+    risk = Risk(None if facts.whole_chunks else vocab.tokenize, prefix, _english())
     vocab.close()
     kept_risk = choose(facts, forms, risk, risk_limit, {f.word for f in forms})
     for _ in range(3):

@@ -224,9 +224,10 @@ class Risk:
     """Where new joins would fire in ordinary words: ``words`` (word, frequency), tokenised by
     llama.cpp's base vocabulary after a space and bare. A run of base ids left joined in a word
     that is not a lexicon word is a spurious id; its risk is the summed frequency of the words
-    holding it (per word of text)."""
+    holding it (per word of text). Without ``tokenize`` (a vocabulary llama.cpp reads chunk by
+    chunk, where no join is added) only the letter counts are kept."""
 
-    def __init__(self, tokenize: Callable[[str], list[int]], prefix: dict[str, list[int]],
+    def __init__(self, tokenize: Callable[[str], list[int]] | None, prefix: dict[str, list[int]],
                  words: list[tuple[str, float]], longest: int = 8):
         from collections import Counter
 
@@ -243,7 +244,7 @@ class Risk:
                 for j in range(i + MIN_VERBATIM, len(word) + 1):
                     if j - i < len(word):
                         self.inner[word[i:j]] += weight
-            for form, (lead, joiner) in CONTEXT.items():
+            for form, (lead, joiner) in CONTEXT.items() if tokenize else ():
                 ids = tokenize(lead + joiner + word)[len(prefix[form]):]
                 self.whole[tuple(ids)] += weight
                 for i in range(len(ids)):

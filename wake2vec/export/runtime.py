@@ -3,7 +3,7 @@ llama.cpp tree that the llama-cpp-python source distribution vendors) and its ow
 (llama-cpp-python, loading a GGUF with ``vocab_only=True``).
 
 Both are pinned to llama-cpp-python ``LLAMA_CPP_PYTHON``. The converter is fetched on first use
-with ``pip download --no-deps --no-binary :all:`` into ``~/.cache/wake2vec/llama.cpp`` (only the
+with ``pip download --no-deps --no-binary llama-cpp-python`` into ``~/.cache/wake2vec/llama.cpp`` (only the
 converter, its ``conversion`` package and ``gguf-py`` are kept); ``WAKE2VEC_LLAMA_CPP`` or
 ``--llama-cpp`` names another llama.cpp tree instead. The tokenizer is the ``llama-cpp`` extra
 (``pip install 'wake2vec[llama-cpp]'``, which compiles llama.cpp once).
@@ -58,7 +58,7 @@ def fetch_converter(tree: Path) -> Path:
     tree.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=tree.parent) as tmp:
         command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-                   "--no-binary", ":all:", "-d", tmp,
+                   "--no-binary", "llama-cpp-python", "-d", tmp,
                    f"llama-cpp-python=={LLAMA_CPP_PYTHON}"]
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         archives = list(Path(tmp).glob("llama_cpp_python-*.tar.gz"))
