@@ -4,9 +4,12 @@
 ``wake2vec export`` to f16; prints the export's table (README, "Export to llama.cpp").
 ``--model llama2`` does the same on a random-weight stand-in with the real Llama-2 tokenizer
 file (SentencePiece, llama.cpp's ``llama`` vocabulary type); ``--model llama3`` with the real
-Llama-3.2 file (byte-level BPE, pre-tokenizer ``llama-bpe``: llama.cpp takes whole chunks).
+Llama-3.2 file (byte-level BPE, pre-tokenizer ``llama-bpe``: llama.cpp takes whole chunks);
+``--model qwen`` with the real Qwen file (pre-tokenizer ``qwen2``). ``--pre`` passes
+``wake2vec export --pre`` on.
 
-    python benchmarks/export_book.py [--model smollm2|llama2|llama3] [--workdir DIR] [--risk-limit X]
+    python benchmarks/export_book.py [--model smollm2|llama2|llama3|qwen] [--workdir DIR] [--risk-limit X]
+        [--pre TYPE]
 
 Needs the test assets (``python -m wake2vec.testing fetch``) and llama-cpp-python. Takes about
 6 minutes on 2 cores (the run about 3, the export about 2).
@@ -25,7 +28,8 @@ from pathlib import Path
 
 LEXICON = Path(__file__).resolve().parents[2] / "shared" / "data" / "wake_lexicon.txt"
 # --model: random-weight stand-ins (wake2vec.testing.REAL_STAND_INS key, real tokenizer file)
-STAND_INS = {"llama2": ("llama", "llama2"), "llama3": ("llama-3", "llama3_2")}
+STAND_INS = {"llama2": ("llama", "llama2"), "llama3": ("llama-3", "llama3_2"),
+             "qwen": ("qwen2", "qwen3")}
 
 RECIPE = """\
 [run]
@@ -77,6 +81,7 @@ def main() -> int:
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--lexicon", type=Path, default=LEXICON)
     parser.add_argument("--risk-limit", default=None)
+    parser.add_argument("--pre", default=None, help="wake2vec export --pre TYPE")
     args = parser.parse_args()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="wake2vec-export-book-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -99,11 +104,13 @@ def main() -> int:
     if not (run / "final" / "model" / "config.json").is_file():
         subprocess.run([sys.executable, "-m", "wake2vec", "run", str(recipe), "--output-dir",
                         str(run)], check=True)
-    out = work / f"{args.model}-wake.f16.gguf"
+    out = work / f"{args.model}-wake{'.' + args.pre if args.pre else ''}.f16.gguf"
     command = [sys.executable, "-m", "wake2vec", "export", str(run), "--gguf", str(out),
                "--outtype", "f16", "--min-coverage", "0"]
     if args.risk_limit is not None:
         command += ["--risk-limit", str(args.risk_limit)]
+    if args.pre is not None:
+        command += ["--pre", args.pre]
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True)
     seconds = time.perf_counter() - started

@@ -104,10 +104,10 @@ def need_converter() -> Path:
 
 
 def new_ids(run: Path) -> set[int]:
-    """The ids the run added (its ``injection.json``)."""
-    injection = json.loads((run / "injection.json").read_text(encoding="utf-8"))
-    first = injection["embedding"]["rows_before"]
-    return set(range(first, first + injection["added"]["ids"]))
+    """The ids the run added (its ``injection.json``): after the base tokenizer's entries, on
+    former padding rows first (Qwen's 151,936 rows hold 151,669 entries)."""
+    embedding = json.loads((run / "injection.json").read_text(encoding="utf-8"))["embedding"]
+    return set(range(embedding["tokenizer_entries_before"], embedding["tokenizer_entries_after"]))
 
 
 def tokenizer_keys(gguf_path: Path) -> dict[str, Any]:

@@ -93,7 +93,8 @@ def test_below_the_coverage_asked_for_nothing_is_written(exported, tmp_path):
 
     # a text of the words the export leaves out: none of them gets its trained id
     run_tok = Tokenizer.from_file(str(exported["run"] / "final" / "model" / "tokenizer.json"))
-    words = {run_tok.id_to_token(i).strip(" \u2581\ufdd0") for i in left_out(tokenizer_keys(exported["gguf"]))}
+    dropped = left_out(tokenizer_keys(exported["gguf"]))
+    words = {run_tok.id_to_token(i).strip(" \u2581\ufdd0") for i in dropped}
     assert words
     text = tmp_path / "text.txt"
     text.write_text("".join(f"and {w} went\n" for w in sorted(words)), encoding="utf-8")
@@ -106,3 +107,18 @@ def test_below_the_coverage_asked_for_nothing_is_written(exported, tmp_path):
     assert not out.exists()
     report = json.loads((tmp_path / "refused.export.json").read_text(encoding="utf-8"))
     assert report["coverage"] == 0.0
+
+
+def test_a_byte_level_pre_tokenizer_is_refused_for_sentencepiece(exported, tmp_path):
+    from click.testing import CliRunner
+
+    from wake2vec.cli import cli
+
+    out = tmp_path / "refused.gguf"
+    result = CliRunner().invoke(cli, ["export", str(exported["run"]), "--gguf", str(out),
+                                      "--pre", "llama-bpe"])
+    assert result.exit_code == 2, result.output
+    assert "SentencePiece" in result.output and "--pre llama-bpe" in result.output
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+    report = json.loads(exported["gguf"].with_name("llama2.export.json").read_text("utf-8"))
+    assert report["pre"] == report["base_pre"] and "the base model's" in report["pre_why"]

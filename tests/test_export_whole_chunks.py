@@ -1,9 +1,12 @@
-"""``wake2vec export`` on a vocabulary llama.cpp reads chunk by chunk: a stand-in with the real
+"""``wake2vec export`` on vocabularies llama.cpp reads chunk by chunk: stand-ins with the real
 Llama-3.2 tokenizer file (pre-tokenizer type ``llama-bpe``, for which llama.cpp takes a chunk
-that is a vocabulary string whole before merging). A lexicon word after a space is such a chunk,
-as is a bare one at a line start or after two marks, so each enters as its string alone, with no
-merge that could fire inside a longer word. After a single mark, which that pre-tokenizer glues
-to the word, a bare form is not reached: the export counts those occurrences as missed."""
+that is a vocabulary string whole before merging) and with the real Qwen file (type ``qwen2``,
+which merges; ``--pre auto`` finds that ``llama-bpe`` tokenises its text, common English and a
+probe of numbers and spacing exactly as ``qwen2`` does, and names it instead). A lexicon word
+after a space is such a chunk, as is a bare one at a line start or after two marks, so each
+enters as its string alone, with no merge that could fire inside a longer word. After a single
+mark, which that pre-tokenizer glues to the word, a bare form is not reached: the export counts
+those occurrences as missed."""
 
 from __future__ import annotations
 
@@ -25,28 +28,45 @@ from helpers_export import (
 
 pytestmark = pytest.mark.slow
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory, real_tokenizer) -> dict:
-    """The run, its export and the base model's GGUF, built once per test session."""
+# stand-in, real tokenizer file, the base model's own pre-tokenizer type
+VOCABULARIES = {"llama3": ("llama-3", "llama3_2", "llama-bpe"), "qwen": ("qwen2", "qwen3", "qwen2")}
+
+
+@pytest.fixture(scope="module", params=sorted(VOCABULARIES))
+def exported(request, tmp_path_factory, real_tokenizer) -> dict:
+    """The run, its export (default options) and the base model's GGUF, built once per test
+    session."""
     need_llama_cpp()
-    tokenizer = real_tokenizer("llama3_2")
+    name = request.param
+    key, file, base_pre = VOCABULARIES[name]
+    tokenizer = real_tokenizer(file)
 
     def build(root: Path) -> None:
         # after one mark a bare form is not reached (see the module's docstring)
-        export_stand_in(root, "llama-3", tokenizer, "llama3", "--min-coverage", "0.95")
+        export_stand_in(root, key, tokenizer, name, "--min-coverage", "0.95")
 
-    root = built_once(tmp_path_factory, "llama3-export", build)
-    report = json.loads((root / "llama3.export.json").read_text(encoding="utf-8"))
-    return {"run": root / "run", "gguf": root / "llama3.gguf", "base": root / "base.gguf",
-            "corpus": root / "corpus.txt", "report": report,
-            "keys": tokenizer_keys(root / "llama3.gguf"), "added": new_ids(root / "run")}
+    root = built_once(tmp_path_factory, f"{name}-export", build)
+    report = json.loads((root / f"{name}.export.json").read_text(encoding="utf-8"))
+    return {"run": root / "run", "gguf": root / f"{name}.gguf", "base": root / "base.gguf",
+            "corpus": root / "corpus.txt", "report": report, "base_pre": base_pre,
+            "keys": tokenizer_keys(root / f"{name}.gguf"), "added": new_ids(root / "run")}
+
+
+def test_the_pre_tokenizer_is_one_llama_cpp_reads_chunk_by_chunk(exported):
+    report = exported["report"]
+    assert tokenizer_keys(exported["base"])["tokenizer.ggml.pre"] == exported["base_pre"]
+    assert report["base_pre"] == exported["base_pre"]
+    assert report["pre"] == exported["keys"]["tokenizer.ggml.pre"] == "llama-bpe"
+    if exported["base_pre"] != "llama-bpe":
+        assert "probe lines" in report["pre_why"]
+        assert report["table"][0] == ["llama.cpp pre-tokenizer",
+                                      f"llama-bpe (the base model's: {exported['base_pre']})"]
 
 
 def test_the_words_enter_whole_with_no_merge(exported):
     """Each form's string alone makes it one id where it is a chunk of its own; not one merge
     or intermediate piece is added."""
     keys, added = exported["keys"], exported["added"]
-    assert keys["tokenizer.ggml.pre"] == "llama-bpe"
     base = tokenizer_keys(exported["base"])
     assert keys["tokenizer.ggml.merges"] == base["tokenizer.ggml.merges"]
     forms = exported["report"]["forms"]

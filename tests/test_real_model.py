@@ -180,8 +180,8 @@ def lexicon_lines(words: list[str]) -> list[str]:
     return [f"the {w} went by, {w}. then\n{w} and (\"{w}\") then {w}!" for w in words]
 
 
-@pytest.fixture(scope="module")
-def exported(run, tmp_path_factory) -> Path:
+def _export(run: Path, tmp_path_factory, name: str, *options: str) -> Path:
+    """The run exported to q8_0 with ``options``, once per test session."""
     from click.testing import CliRunner
     from helpers_export import need_converter, need_llama_cpp
 
@@ -191,12 +191,25 @@ def exported(run, tmp_path_factory) -> Path:
     need_converter()
 
     def build(folder: Path) -> None:
-        out = folder / "smollm2-wake.gguf"
-        result = CliRunner().invoke(cli, ["export", str(run), "--gguf", str(out),
-                                          "--outtype", "q8_0"])
+        result = CliRunner().invoke(cli, ["export", str(run), "--gguf", str(folder / name),
+                                          "--outtype", "q8_0", *options])
         assert result.exit_code == 0, result.output
 
-    return built_once(tmp_path_factory, "smollm2-gguf", build) / "smollm2-wake.gguf"
+    return built_once(tmp_path_factory, f"smollm2-{name}", build) / name
+
+
+@pytest.fixture(scope="module")
+def exported(run, tmp_path_factory) -> Path:
+    return _export(run, tmp_path_factory, "smollm2-wake.gguf")
+
+
+@pytest.fixture(scope="module")
+def exported_whole(run, tmp_path_factory) -> Path:
+    """Named llama.cpp's ``llama-bpe`` pre-tokenizer, which it reads chunk by chunk (the
+    corpus's bare words right after one mark, which that type glues on, are not reached: 0.96
+    of its lexicon occurrences are covered)."""
+    return _export(run, tmp_path_factory, "smollm2-whole.gguf", "--pre", "llama-bpe",
+                   "--min-coverage", "0.95")
 
 
 def test_the_exported_gguf_keeps_every_lexicon_word_as_its_trained_id_in_llama_cpp(run, exported):
@@ -221,6 +234,47 @@ def test_text_without_lexicon_words_tokenises_as_the_real_base_gguf(exported, gg
         "\"Quoted,\" she said (parenthesised)\twith a tab  and two spaces.",
     ]
     assert differing_lines(exported, gguf, lines) == []
+
+
+def test_by_default_the_export_keeps_smollm2_s_pre_tokenizer_which_llama_bpe_would_change(
+        exported):
+    """``--pre auto`` tries llama-bpe and finds it cuts indentation off the newline before it
+    ("\\n    x": SmolLM2's expression keeps "\\n   " together), so the base type stays."""
+    from helpers_export import tokenizer_keys
+
+    report = json.loads(exported.with_name("smollm2-wake.export.json").read_text("utf-8"))
+    assert report["pre"] == report["base_pre"] == "smollm"
+    assert tokenizer_keys(exported)["tokenizer.ggml.pre"] == "smollm"
+    assert "--pre llama-bpe takes it anyway" in report["pre_why"]
+
+
+def test_read_chunk_by_chunk_every_word_is_its_trained_id_and_flush_english_is_unchanged(
+        run, exported_whole, gguf):
+    """With ``--pre llama-bpe`` every word enters whole, with no merge; llama.cpp gives each
+    lexicon word its trained id in every context of the test text (a bare word after two
+    marks, as in '("word', is a chunk of its own), and tokenises English lines as the real
+    base GGUF does, except for spaces after a newline."""
+    from helpers_export import differing_lines, left_out, new_id_gaps, new_ids, tokenizer_keys
+
+    from wake2vec.testing import english_text
+
+    keys, base = tokenizer_keys(exported_whole), tokenizer_keys(gguf)
+    assert keys["tokenizer.ggml.pre"] == "llama-bpe"
+    assert keys["tokenizer.ggml.merges"] == base["tokenizer.ggml.merges"]
+    added, dropped = new_ids(run), left_out(keys)
+    assert len(dropped) < len(added) / 100
+    words = (DATA / "demo_lexicon.txt").read_text(encoding="utf-8").split()
+    total, gaps = new_id_gaps(run / "final" / "model" / "tokenizer.json", exported_whole,
+                              lexicon_lines(words), added - dropped)
+    assert total > 4 * len(words)
+    assert gaps == []
+    lines = english_text(40_000, seed=5).splitlines() + [
+        "The river ran past the church; don't, isn't, o'clock, 3.14 and 1,000!",
+        "\"Quoted,\" she said (parenthesised)\twith a tab  and two spaces.",
+    ]
+    assert differing_lines(exported_whole, gguf, lines) == []
+    indented = "a line\n    and an indented one"  # "\n   " + " and" against "\n" + "   " + " and"
+    assert differing_lines(exported_whole, gguf, [indented]) == [indented]
 
 
 def test_the_exported_gguf_loads_and_generates_in_llama_cpp(exported):

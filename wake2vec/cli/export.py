@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from wake2vec.export.plan import WHOLE_CHUNK_PRE
 from wake2vec.export.runtime import OUTTYPES
 
 
@@ -25,12 +26,21 @@ from wake2vec.export.runtime import OUTTYPES
                    "lower coverage).")
 @click.option("--text", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="Text to measure on (default: the run's corpus).")
+@click.option("--pre", "read_as", default="auto", show_default=True, metavar="TYPE",
+              type=click.Choice(["auto", "base", *sorted(WHOLE_CHUNK_PRE)]),
+              help="The llama.cpp pre-tokenizer type the GGUF names (byte-level vocabularies). "
+                   "For llama-bpe and the other types llama.cpp reads chunk by chunk, every word "
+                   "enters as its string alone, with no merge that could fire inside a longer "
+                   "word. auto: llama-bpe where it tokenises the text, common English and a "
+                   "probe of numbers and spacing as the base model's type does (Qwen), else "
+                   "the base's (SmolLM2: indentation differs); base: the base model's; TYPE: "
+                   "that one, whatever it changes (the table shows it).")
 @click.option("--llama-cpp", "tree", type=click.Path(file_okay=False, path_type=Path),
               help="A llama.cpp source tree whose convert_hf_to_gguf.py to use (default: the "
                    "pinned one, fetched into ~/.cache/wake2vec/llama.cpp; also "
                    "WAKE2VEC_LLAMA_CPP).")
 def export(run_dir: Path, out: Path, outtype: str, min_coverage: float, risk_limit: float,
-           text: Path | None, tree: Path | None) -> None:
+           text: Path | None, read_as: str, tree: Path | None) -> None:
     """Write RUN_DIR's final model as a GGUF whose tokenizer, in llama.cpp, produces the rows
     the run trained for its lexicon words.
 
@@ -48,7 +58,7 @@ def export(run_dir: Path, out: Path, outtype: str, min_coverage: float, risk_lim
 
     try:
         result = export_run(run_dir, out, outtype=outtype, min_coverage=min_coverage,
-                            risk_limit=risk_limit, text=text, tree=tree,
+                            risk_limit=risk_limit, text=text, tree=tree, read_as=read_as,
                             progress=lambda msg: click.echo(msg, err=True))
     except ExportRefused as refused:
         _show(refused.rows)

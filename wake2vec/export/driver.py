@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from wake2vec.errors import UserInputError
+from wake2vec.export import chunks, runtime
 from wake2vec.export import llama_gguf as lg
-from wake2vec.export import runtime
 from wake2vec.export.measure import measure, table
 from wake2vec.export.plan import Plan
 
@@ -86,9 +86,11 @@ def _source_pre(manifest: dict[str, Any]) -> str | None:
 
 def export_run(run_dir: Path, out: Path, outtype: str = "auto", min_coverage: float = 0.99,
                risk_limit: float = lg.RISK_LIMIT, text: Path | None = None,
-               tree: Path | None = None,
+               tree: Path | None = None, read_as: str = chunks.AUTO,
                progress: Callable[[str], None] = lambda _: None) -> lg.ExportResult:
-    """Export ``run_dir``'s final model to ``out`` (see the module ``llama_gguf``)."""
+    """Export ``run_dir``'s final model to ``out`` (see the module ``llama_gguf``), naming the
+    llama.cpp pre-tokenizer type ``read_as`` chooses (module ``chunks``); the lines without
+    lexicon words are measured against the base GGUF as the base model names it."""
     manifest, model_dir = _read_run(run_dir)
     lines = lg.default_lines(run_dir, manifest, text)
     converter = runtime.converter_tree(tree)
@@ -116,8 +118,12 @@ def export_run(run_dir: Path, out: Path, outtype: str = "auto", min_coverage: fl
                                             **({"merges": facts.merges} if facts.merges else {})},
                             pre=pre)
             base_vocab = fixed
+        base_pre = facts.pre = pre or facts.pre
+        planning, pre, pre_why = chunks.choose(read_as, facts, reader, base_vocab, base_pre,
+                                               lines, tmp / "planning-vocab.gguf")
+        progress(f"llama.cpp pre-tokenizer: {pre_why}")
         progress(f"planning {len(forms):,} word forms into llama.cpp's vocabulary")
-        plan, facts, reader = lg.plan_export(base_vocab, forms, rows, risk_limit)
+        plan, facts, reader = lg.plan_export(planning, forms, rows, risk_limit)
         keys = lg.edited_keys(facts, plan, rows)
         edited_vocab = tmp / "edited-vocab.gguf"
         lg.write_edited(reader, edited_vocab, keys)
@@ -126,10 +132,13 @@ def export_run(run_dir: Path, out: Path, outtype: str = "auto", min_coverage: fl
         forms_count = lg.counts(plan)
         report = {"run": str(run_dir), "gguf": str(out), "outtype": outtype,
                   "llama_cpp_python": runtime.LLAMA_CPP_PYTHON, "vocabulary": facts.model,
+                  "pre": pre, "base_pre": base_pre, "pre_why": pre_why,
                   "min_coverage": min_coverage, "risk_limit": risk_limit, "forms": forms_count,
                   "expected_spurious_in_english": plan.risk, **result,
                   "not_exported": lg.reasons(plan),
-                  "table": table(result, forms_count)}
+                  "table": [("llama.cpp pre-tokenizer", pre if pre == base_pre
+                             else f"{pre} (the base model's: {base_pre})"),
+                            *table(result, forms_count)]}
         report_file = lg.report_path(out)
         report_file.write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
         if result["coverage"] < min_coverage:
