@@ -150,13 +150,24 @@ def test_where_llama_cpp_takes_whole_chunks_a_form_needs_no_merge():
                 Form("riverrun", SPACE, 12, pieces=[3, 4], text="Ġriverrun"),
                 Form("riverrun", BARE, 13, pieces=[5, 4], text="riverrun")]
 
-    llama3 = VocabFacts("gpt2", tokens, [1] * len(tokens), [], [], pre="llama-bpe")
-    assert llama3.whole_chunks
+    # Llama-3's merges join a mark to the letters after it ("(in"): whole strings only
+    llama3 = VocabFacts("gpt2", tokens, [1] * len(tokens), [], ["( d"], pre="llama-bpe")
+    assert llama3.whole_chunks and not llama3.glued_chains
     planned = forms()
     assert choose(llama3, planned, risk, 1e-5) == 0.0
     plan = plan_forms(llama3, planned, first_piece_id=20, risk=risk)
     assert [f.how for f in planned] == [WHOLE] * 4  # "dav" too: no merge fires in "davis"
     assert plan.merges == [] and plan.pieces == {}
+    assert plan.strings == {"Ġdav": 10, "dav": 11, "Ġriverrun": 12, "riverrun": 13}
+    # a vocabulary whose merges keep marks apart (SmolLM2's, named llama-bpe): a bare form
+    # also gets its chain, where it is safe, for "(riverrun", which is merged, not looked up
+    apart = VocabFacts("gpt2", tokens, [1] * len(tokens), [], [], pre="llama-bpe")
+    assert apart.glued_chains
+    planned = forms()
+    assert choose(apart, planned, risk, 1e-5) == 0.0
+    plan = plan_forms(apart, planned, first_piece_id=20, risk=risk)
+    assert [f.how for f in planned] == [WHOLE, WHOLE, WHOLE, MERGES]
+    assert plan.merges == ["river run"]
     assert plan.strings == {"Ġdav": 10, "dav": 11, "Ġriverrun": 12, "riverrun": 13}
     # the same vocabulary read with merges only (SmolLM2's, Qwen2's pre-tokenizer types)
     smollm = VocabFacts("gpt2", tokens, [1] * len(tokens), [], [], pre="smollm")

@@ -30,8 +30,9 @@ from wake2vec.export.runtime import OUTTYPES
               type=click.Choice(["auto", "base", *sorted(WHOLE_CHUNK_PRE)]),
               help="The llama.cpp pre-tokenizer type the GGUF names (byte-level vocabularies). "
                    "For llama-bpe and the other types llama.cpp reads chunk by chunk, every word "
-                   "enters as its string alone, with no merge that could fire inside a longer "
-                   "word. auto: llama-bpe where it tokenises the text, common English and a "
+                   "enters as its string, with no merge that could fire inside a longer word "
+                   "(a bare word, where the merges keep marks apart, also by a chain that fires "
+                   "in none of the commonest English words). auto: llama-bpe where it tokenises the text, common English and a "
                    "probe of numbers and spacing as the base model's type does (Qwen), else "
                    "the base's (SmolLM2: indentation differs); base: the base model's; TYPE: "
                    "that one, whatever it changes (the table shows it).")

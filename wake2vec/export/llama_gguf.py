@@ -41,6 +41,7 @@ from wake2vec.export.plan import (
 
 PROBE_WORDS = 40_000  # the commonest English words, where a chain's pieces must not be left
 RISK_LIMIT = 1e-5  # a form firing more often per word of ordinary English is left out
+GLUED = "("  # a mark a whole-chunk pre-tokenizer glues to the letters after it
 
 MARKER = "\ufdd0"  # the whole-word injector's marker
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
@@ -194,15 +195,22 @@ def _in_context(vocab: runtime.LlamaVocab, forms: list[Form]
     return prefix, found
 
 
-def _check(vocab: runtime.LlamaVocab, plan: Plan) -> int:
-    """Every exported form, in the context that selects it, must be its one id."""
+def _check(vocab: runtime.LlamaVocab, plan: Plan, glued: bool = False) -> int:
+    """Every exported form, in the context that selects it, must be its one id; with
+    ``glued`` a bare form's chain also right after a mark the pre-tokenizer glues on (where
+    it fails, the form keeps its whole string: re-planned without the chain)."""
     prefix, found = _in_context(vocab, plan.exported())
+    mark = vocab.tokenize(GLUED)
     failed = 0
     for f in plan.exported():
         got = found[f.word, f.form]
         lead = prefix[f.form]
         if got[: len(lead)] != lead or got[len(lead):] != [f.id]:
             f.how, f.reason = "", f"llama.cpp does not make it one id in context (got {got})"
+            failed += 1
+        elif (glued and f.how == MERGES and f.form == BARE
+              and vocab.tokenize(GLUED + f.word) != [*mark, f.id]):
+            f.how = WHOLE
             failed += 1
     return failed
 
@@ -234,7 +242,8 @@ def plan_export(base_vocab: Path, forms: list[Form], rows: int, risk_limit: floa
     vocab = runtime.LlamaVocab(base_vocab)
     prefix, found = _in_context(vocab, forms)
     screen(facts, forms, prefix, found)
-    risk = Risk(None if facts.whole_chunks else vocab.tokenize, prefix, _english())
+    glued = facts.glued_chains
+    risk = Risk(None if facts.whole_chunks and not glued else vocab.tokenize, prefix, _english())
     vocab.close()
     kept_risk = choose(facts, forms, risk, risk_limit, {f.word for f in forms})
     for _ in range(3):
@@ -246,7 +255,7 @@ def plan_export(base_vocab: Path, forms: list[Form], rows: int, risk_limit: floa
             trial = Path(tmp) / "trial.gguf"
             write_edited(reader, trial, edited_keys(facts, plan, rows))
             checker = runtime.LlamaVocab(trial)
-            failed = _check(checker, plan)
+            failed = _check(checker, plan, glued)
             checker.close()
         if not failed:
             break

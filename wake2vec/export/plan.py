@@ -22,7 +22,10 @@ Where llama.cpp looks each pre-tokenizer chunk up whole before it merges anythin
 byte-level pre-tokenizer types of ``WHOLE_CHUNK_PRE``: Llama-3 among them), a form needs no
 merge: after a space, at a line start or after two marks it is a chunk of its own, and its
 string alone makes it one id there and nowhere else, so it cannot fire inside a longer word.
-After a single mark, which that pre-tokenizer glues to the word, it is not reached.
+After a single mark, which that pre-tokenizer glues to the word, the chunk is merged instead:
+where the vocabulary's merges keep marks apart (SmolLM2's read as ``llama-bpe``), a bare form
+also gets its chain if that fires inside none of the risk probe's words; elsewhere it is not
+reached there.
 
 What merges cannot express is left to llama.cpp's user-defined tokens, matched verbatim in the
 raw text (byte-level only: a word the pre-tokenizer splits, such as "magrath's"), or reported
@@ -76,6 +79,19 @@ class VocabFacts:
     def whole_chunks(self) -> bool:
         """llama.cpp takes a chunk that is a vocabulary string whole, before merging."""
         return self.model == "gpt2" and self.pre in WHOLE_CHUNK_PRE
+
+    @property
+    def glued_chains(self) -> bool:
+        """Read chunk by chunk, a bare form right after one mark or a tab ("(word", which the
+        pre-tokenizer glues together) is merged, not looked up; where no merge joins a mark to a
+        letter (vocabularies trained with marks apart: SmolLM2, GPT-2) the form's own chain
+        reaches it there. Llama-3's and Qwen's merges join them ("(in", ".get")."""
+        import string
+
+        marks = set(string.punctuation) - {"'"}  # "'" joins letters in clitics ("'s", "'t")
+        return self.whole_chunks and not any(
+            a[-1:] in marks and b[:1].isascii() and b[:1].isalpha()
+            for a, b in (m.split(" ", 1) for m in self.merges))
 
 
 @dataclass
@@ -177,7 +193,10 @@ def plan_forms(facts: VocabFacts, forms: list[Form], first_piece_id: int,
             current = _join(current, rule.priority)
         if current != [f.text]:  # not expected: the chain is built by this very simulation
             rule.trial = {}
-            f.reason = f"earlier chains join its pieces differently ({current})"
+            if facts.whole_chunks:  # a chunk of its own still takes the string whole
+                f.how = WHOLE
+            else:
+                f.reason = f"earlier chains join its pieces differently ({current})"
             continue
         for key in rule.trial:
             made.setdefault(key[0] + key[1] if rule.bpe else key, f)
@@ -282,7 +301,7 @@ def choose(facts: VocabFacts, forms: list[Form], risk: Risk, limit: float,
     becomes a user-defined token instead. Where llama.cpp takes whole chunks, a form is one
     (``WHOLE``, no risk). Returns the risk kept."""
     inner = _lexicon_inner(lexicon or set())
-    kept = 0.0
+    kept, glued = 0.0, facts.glued_chains
     for f in forms:
         if f.how == USER_DEFINED and f.form == BARE:
             head = f.word[: next((i for i, c in enumerate(f.word) if not c.isalpha()),
@@ -295,14 +314,17 @@ def choose(facts: VocabFacts, forms: list[Form], risk: Risk, limit: float,
                 kept += cost
         elif f.pieces and not f.reason and facts.whole_chunks:
             # a chunk of its own after a space, at a line start, after two marks: looked up
-            # whole, never merged into, so no risk (after one mark, which the pre-tokenizer
-            # glues on and the base merges join to the first letters, "(in" and "\"w" being
-            # Llama-3 tokens, neither a chain nor this reaches it: only a user-defined token
-            # would, and llama.cpp scans every one of those for every stretch of text)
+            # whole, never merged into, so no risk. After one mark, which the pre-tokenizer
+            # glues on, the chunk is merged: where the merges keep marks apart a bare form's
+            # chain reaches it, and is added if it never fires inside the probe's words (a
+            # bonus over the whole string, it must cost nothing); where they join a mark to
+            # the first letters ("(in", "\"w" are Llama-3 tokens) only a user-defined token
+            # would, and llama.cpp scans every one of those for every stretch of text
             f.how = WHOLE
+            if f.form == BARE and glued and _chain_risk(f, facts, risk) == 0.0:
+                f.how = MERGES
         elif f.pieces and not f.reason:
-            _, tree = _tree(f.pieces, [facts.tokens[p] for p in f.pieces], risk)
-            cost = risk.inside(tuple(f.pieces)) + tree
+            cost = _chain_risk(f, facts, risk)
             if (cost > 0 and facts.model == "gpt2" and len(f.word) >= MIN_VERBATIM
                     and f.word not in inner[f.form]):
                 verbatim = risk.verbatim(f)
@@ -321,6 +343,12 @@ def choose(facts: VocabFacts, forms: list[Form], risk: Risk, limit: float,
             f.pieces, f.how = [], USER_DEFINED
             f.reason = "its bare form is a user-defined token"
     return kept
+
+
+def _chain_risk(f: Form, facts: VocabFacts, risk: Risk) -> float:
+    """How often a form's chain (the least risky shape) would fire in ordinary words."""
+    _, tree = _tree(f.pieces, [facts.tokens[p] for p in f.pieces], risk)
+    return risk.inside(tuple(f.pieces)) + tree
 
 
 def _lexicon_inner(lexicon: set[str]) -> dict[str, set[str]]:
