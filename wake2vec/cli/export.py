@@ -32,10 +32,11 @@ from wake2vec.export.runtime import OUTTYPES
                    "For llama-bpe and the other types llama.cpp reads chunk by chunk, every word "
                    "enters as its string, with no merge that could fire inside a longer word "
                    "(a bare word, where the merges keep marks apart, also by a chain that fires "
-                   "in none of the commonest English words). auto: llama-bpe where it tokenises the text, common English and a "
-                   "probe of numbers and spacing as the base model's type does (Qwen), else "
-                   "the base's (SmolLM2: indentation differs); base: the base model's; TYPE: "
-                   "that one, whatever it changes (the table shows it).")
+                   "in none of the commonest English words). auto: llama-bpe where it tokenises "
+                   "the text, common English and a probe of numbers and spacing as the base "
+                   "model's type does (Qwen), else the base's (SmolLM2: indentation differs); "
+                   "base: the base model's; TYPE: that one, whatever it changes (the table "
+                   "shows it).")
 @click.option("--llama-cpp", "tree", type=click.Path(file_okay=False, path_type=Path),
               help="A llama.cpp source tree whose convert_hf_to_gguf.py to use (default: the "
                    "pinned one, fetched into ~/.cache/wake2vec/llama.cpp; also "

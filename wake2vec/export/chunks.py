@@ -20,6 +20,7 @@ from typing import Any
 
 from wake2vec.errors import UserInputError
 from wake2vec.export import runtime
+from wake2vec.export.llama_gguf import _english, write_edited
 from wake2vec.export.plan import VocabFacts
 
 AUTO, BASE = "auto", "base"
@@ -52,8 +53,6 @@ def _differing(base: Path, other: Path, lines: list[str]) -> list[str]:
 
 
 def _english_lines() -> list[str]:
-    from wake2vec.export.llama_gguf import _english
-
     words = [w for w, _ in _english()]
     return [" ".join(words[i : i + 25]) for i in range(0, len(words), 25)]
 
@@ -71,8 +70,6 @@ def choose(choice: str, facts: VocabFacts, reader: Any, base_vocab: Path, base_p
     target = CANDIDATE if choice == AUTO else choice
     if target == base_pre:
         return base_vocab, base_pre, "the base model's"
-    from wake2vec.export.llama_gguf import write_edited
-
     write_edited(reader, trial, {"tokens": facts.tokens, "types": facts.types,
                                  "merges": facts.merges}, pre=target)
     if choice != AUTO:

@@ -18,6 +18,7 @@ import os
 import tempfile
 from collections import Counter
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -263,6 +264,7 @@ def plan_export(base_vocab: Path, forms: list[Form], rows: int, risk_limit: floa
     return plan, facts, reader
 
 
+@cache  # read twice in an export: the pre-tokenizer probe and the risk probe
 def _english() -> list[tuple[str, float]]:
     """The commonest English words with their frequencies (wordfreq), contractions among them
     ("don't", "you're": a chain's piece "'t" would fire in every one), also capitalised (a
